@@ -1,0 +1,41 @@
+# The few commands a newcomer runs. See README.md.
+PYTHON ?= $(shell pyenv which python3.12 2>/dev/null || command -v python3.12 || echo python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-postgres test-sqlite lint migrate bench-small clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Set up and run the site on the embedded default (SQLite, no broker) with demo data.
+run: $(STAMP)
+	$(BIN)/python scripts/run_local.py
+
+## Set up and run the whole test suite: PostgreSQL + Redis, then the SQLite default.
+test: $(STAMP)
+	scripts/test.sh
+
+test-postgres: $(STAMP)
+	scripts/test.sh postgres
+
+test-sqlite: $(STAMP)
+	scripts/test.sh sqlite
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+## Migrate both databases (write and read) for the current environment.
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate_all
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3*

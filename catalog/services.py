@@ -1,0 +1,262 @@
+"""Catalog commands.
+
+Every command validates, then runs in one transaction on ``default`` whose
+first write locks the aggregate it changes (``select_for_update``). That lock
+comes first on purpose: it is what gives the transaction its id, so two
+commands on the same aggregate get ids in the order they hold the lock, and
+the event log's ``(transaction id, position)`` order keeps each aggregate's
+events in the order they happened.
+"""
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog import errors
+from catalog.errors import Conflict, InvalidInput, NotFound
+from catalog.models import PriceChange, Product, Recommendation, Seller
+from catalog.signals import (
+    PriceChanged,
+    ProductCreated,
+    ProductDetailsChanged,
+    RecommendationsChanged,
+    SellerRegistered,
+    SellerReputationChanged,
+    StockChanged,
+    send_event,
+)
+from catalog.validation import (
+    clean_id,
+    clean_name,
+    clean_price,
+    clean_quantity,
+    clean_reputation,
+    clean_slug,
+    clean_text,
+)
+
+MAX_RECOMMENDATIONS = 20
+MAX_DESCRIPTION = 20_000
+
+
+def _locked_seller(seller_id: Any) -> Seller:
+    pk = clean_id(seller_id)
+    seller = Seller.objects.select_for_update().filter(pk=pk).first() if pk else None
+    if seller is None:
+        raise NotFound(errors.SELLER_NOT_FOUND, field="seller")
+    return seller
+
+
+def _locked_product(product_id: Any) -> Product:
+    pk = clean_id(product_id)
+    product = Product.objects.select_for_update().filter(pk=pk).first() if pk else None
+    if product is None:
+        raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
+    return product
+
+
+def _clean_description(value: Any) -> str:
+    return clean_text(
+        value,
+        field="description",
+        min_length=0,
+        max_length=MAX_DESCRIPTION,
+        message="Description must be at most 20,000 characters.",
+    )
+
+
+def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -> Seller:
+    name = clean_name(name)
+    reputation = clean_reputation(reputation)
+    with transaction.atomic():
+        seller = Seller.objects.create(name=name, reputation=reputation)
+        send_event(SellerRegistered(seller_id=seller.pk, name=name, reputation=reputation))
+    return seller
+
+
+def seller_change_reputation(*, seller_id: int, reputation: Decimal | str) -> Seller:
+    reputation = clean_reputation(reputation)
+    with transaction.atomic():
+        seller = _locked_seller(seller_id)
+        previous = seller.reputation
+        if previous == reputation:
+            return seller
+        seller.reputation = reputation
+        seller.save(update_fields=["reputation"])
+        send_event(
+            SellerReputationChanged(
+                seller_id=seller.pk, reputation=reputation, previous_reputation=previous
+            )
+        )
+    return seller
+
+
+def product_create(
+    *,
+    seller_id: int,
+    name: str,
+    price: Decimal | str,
+    description: str = "",
+    slug: str | None = None,
+    stock_quantity: int = 0,
+    is_active: bool = True,
+) -> Product:
+    name = clean_name(name)
+    price = clean_price(price)
+    description = _clean_description(description)
+    stock_quantity = clean_quantity(stock_quantity)
+    slug = clean_slug(slug if slug is not None else (slugify(name)[:200] or "product"))
+    with transaction.atomic():
+        seller = _locked_seller(seller_id)
+        if Product.objects.filter(slug=slug).exists():
+            raise Conflict(errors.SLUG_TAKEN, field="slug")
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                product = Product.objects.create(
+                    seller=seller,
+                    name=name,
+                    slug=slug,
+                    description=description,
+                    price=price,
+                    stock_quantity=stock_quantity,
+                    is_active=bool(is_active),
+                    created_at=now,
+                    updated_at=now,
+                )
+        except IntegrityError:
+            raise Conflict(errors.SLUG_TAKEN, field="slug") from None
+        PriceChange.objects.create(product=product, price=price, changed_at=now)
+        send_event(
+            ProductCreated(
+                product_id=product.pk,
+                seller_id=seller.pk,
+                name=name,
+                slug=slug,
+                description=description,
+                price=price,
+                stock_quantity=stock_quantity,
+                is_active=product.is_active,
+                created_at=now,
+            )
+        )
+    return product
+
+
+def product_change_details(
+    *,
+    product_id: int,
+    name: str | None = None,
+    slug: str | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> Product:
+    new_name = clean_name(name) if name is not None else None
+    new_slug = clean_slug(slug) if slug is not None else None
+    new_description = _clean_description(description) if description is not None else None
+    with transaction.atomic():
+        product = _locked_product(product_id)
+        before = (product.name, product.slug, product.description, product.is_active)
+        product.name = new_name if new_name is not None else product.name
+        product.slug = new_slug if new_slug is not None else product.slug
+        product.description = (
+            new_description if new_description is not None else product.description
+        )
+        product.is_active = bool(is_active) if is_active is not None else product.is_active
+        if before == (product.name, product.slug, product.description, product.is_active):
+            return product
+        if Product.objects.filter(slug=product.slug).exclude(pk=product.pk).exists():
+            raise Conflict(errors.SLUG_TAKEN, field="slug")
+        product.updated_at = timezone.now()
+        product.save(update_fields=["name", "slug", "description", "is_active", "updated_at"])
+        send_event(
+            ProductDetailsChanged(
+                product_id=product.pk,
+                name=product.name,
+                slug=product.slug,
+                description=product.description,
+                is_active=product.is_active,
+            )
+        )
+    return product
+
+
+def product_change_price(*, product_id: int, price: Decimal | str) -> Product:
+    price = clean_price(price)
+    with transaction.atomic():
+        product = _locked_product(product_id)
+        previous = product.price
+        if previous == price:
+            return product
+        now = timezone.now()
+        product.price = price
+        product.updated_at = now
+        product.save(update_fields=["price", "updated_at"])
+        change = PriceChange.objects.create(product=product, price=price, changed_at=now)
+        send_event(
+            PriceChanged(
+                product_id=product.pk,
+                price_change_id=change.pk,
+                price=price,
+                previous_price=previous,
+                changed_at=now,
+            )
+        )
+    return product
+
+
+def product_change_stock(*, product_id: int, quantity: int) -> Product:
+    quantity = clean_quantity(quantity)
+    with transaction.atomic():
+        product = _locked_product(product_id)
+        previous = product.stock_quantity
+        if previous == quantity:
+            return product
+        product.stock_quantity = quantity
+        product.updated_at = timezone.now()
+        product.save(update_fields=["stock_quantity", "updated_at"])
+        send_event(
+            StockChanged(product_id=product.pk, quantity=quantity, previous_quantity=previous)
+        )
+    return product
+
+
+def _clean_related_ids(product_id: int, related_ids: Sequence[Any]) -> tuple[int, ...]:
+    if isinstance(related_ids, str | bytes) or not isinstance(related_ids, Sequence):
+        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
+    cleaned = tuple(clean_id(value) for value in related_ids)
+    if (
+        len(cleaned) > MAX_RECOMMENDATIONS
+        or None in cleaned
+        or len(set(cleaned)) != len(cleaned)
+        or product_id in cleaned
+    ):
+        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
+    return tuple(value for value in cleaned if value is not None)
+
+
+def product_set_recommendations(*, product_id: int, related_ids: Sequence[int]) -> Product:
+    """Replace the product's "also bought" list with ``related_ids``, in that order."""
+    with transaction.atomic():
+        product = _locked_product(product_id)
+        wanted = _clean_related_ids(product.pk, related_ids)
+        current = tuple(
+            Recommendation.objects.filter(product=product)
+            .order_by("rank")
+            .values_list("related_id", flat=True)
+        )
+        if current == wanted:
+            return product
+        if Product.objects.filter(pk__in=wanted).count() != len(wanted):
+            raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
+        Recommendation.objects.filter(product=product).delete()
+        Recommendation.objects.bulk_create(
+            Recommendation(product=product, related_id=related_id, rank=rank)
+            for rank, related_id in enumerate(wanted)
+        )
+        send_event(RecommendationsChanged(product_id=product.pk, related_ids=wanted))
+    return product

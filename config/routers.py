@@ -1,0 +1,52 @@
+"""Send the read models to alias ``read`` and everything else to ``default``.
+
+A read model is any model that declares ``read_model = True`` on its class
+(``projections.models.ReadModel`` does). Migrations follow the same rule; for
+historical models in migrations, which lose class attributes, the router knows
+the read models' names.
+"""
+
+from typing import Any
+
+from django.db.models import Model
+
+READ_DB = "read"
+WRITE_DB = "default"
+
+READ_MODEL_NAMES = frozenset(
+    {
+        ("projections", "productreadmodel"),
+        ("projections", "sellerreadmodel"),
+        ("projections", "reviewreadmodel"),
+        ("projections", "relatedlink"),
+        ("projections", "productfacts"),
+        ("projections", "sellerfacts"),
+        ("projections", "checkpoint"),
+        ("projections", "parkedevent"),
+        ("projections", "rebuildrun"),
+    }
+)
+
+
+def is_read_model(model: type[Model]) -> bool:
+    return (model._meta.app_label, model._meta.model_name) in READ_MODEL_NAMES
+
+
+class ReadModelRouter:
+    def db_for_read(self, model: type[Model], **hints: Any) -> str:
+        return READ_DB if is_read_model(model) else WRITE_DB
+
+    def db_for_write(self, model: type[Model], **hints: Any) -> str:
+        return READ_DB if is_read_model(model) else WRITE_DB
+
+    def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool | None:
+        return is_read_model(type(obj1)) == is_read_model(type(obj2))
+
+    def allow_migrate(
+        self, db: str, app_label: str, model_name: str | None = None, **hints: Any
+    ) -> bool:
+        if model_name is None:
+            target = hints.get("target_db")
+            return db == target if target else db == WRITE_DB
+        on_read = (app_label, model_name) in READ_MODEL_NAMES
+        return db == (READ_DB if on_read else WRITE_DB)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProjectionsConfig(AppConfig):
+    name = "projections"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from projections import checks, receivers  # noqa: F401

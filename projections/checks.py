@@ -1,0 +1,53 @@
+"""System checks for settings that would make projections wrong or slow."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+
+def _same_database(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    keys = ("ENGINE", "NAME", "HOST", "PORT")
+    return all(str(first.get(key, "")) == str(second.get(key, "")) for key in keys)
+
+
+@register()
+def check_databases(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    databases = settings.DATABASES
+    if "read" not in databases:
+        return [Error("No 'read' database alias.", id="storefront.E001")]
+    if _same_database(databases["default"], databases["read"]):
+        messages.append(
+            Error(
+                "The 'read' and 'default' aliases point to the same database.",
+                hint="Set READ_DATABASE_URL to a database of its own.",
+                id="storefront.E002",
+            )
+        )
+    engines = {databases["default"]["ENGINE"], databases["read"]["ENGINE"]}
+    if len(engines) > 1:
+        messages.append(
+            Warning(
+                "The write and read databases use different engines.",
+                hint="Run both on PostgreSQL, or both on the SQLite default.",
+                id="storefront.W001",
+            )
+        )
+    return messages
+
+
+@register()
+def check_projection_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if not 1 <= settings.PROJECTION_PARTITIONS <= 256:
+        messages.append(
+            Error("PROJECTION_PARTITIONS must be from 1 to 256.", id="storefront.E003")
+        )
+    if settings.PROJECTION_BATCH_SIZE < 1:
+        messages.append(Error("PROJECTION_BATCH_SIZE must be at least 1.", id="storefront.E004"))
+    if settings.PROJECTION_MAX_ATTEMPTS < 1:
+        messages.append(
+            Error("PROJECTION_MAX_ATTEMPTS must be at least 1.", id="storefront.E005")
+        )
+    return messages

@@ -1,0 +1,175 @@
+"""Reading the event log without ever skipping an event.
+
+Positions come from a sequence, so on PostgreSQL a transaction can take a
+lower position and commit after one with a higher position. A reader that
+went by position alone would pass the late one and never see it. So readers
+go in ``(transaction_id, position)`` order and only read events whose
+transaction is below ``pg_snapshot_xmin(pg_current_snapshot())``, the oldest
+transaction still running: everything below it has committed or rolled back,
+so nothing can appear behind the checkpoint later. On SQLite writers are
+serialized (``IMMEDIATE`` transactions), every transaction id is 0 and
+position order is commit order.
+"""
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.utils.dateparse import parse_datetime
+
+from projections.models import Event
+
+WRITE_DB = "default"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class LogPosition:
+    """A point in the log, ordered as readers go."""
+
+    transaction_id: int = 0
+    position: int = 0
+
+    def token(self) -> str:
+        return f"{self.transaction_id}-{self.position}"
+
+    @classmethod
+    def from_token(cls, token: str) -> "LogPosition":
+        """Parse a consistency token; raises ValueError when it is not one."""
+        left, sep, right = token.strip().partition("-")
+        if not sep or not left.isdigit() or not right.isdigit() or len(token) > 45:
+            raise ValueError("not a consistency token")
+        return cls(int(left), int(right))
+
+
+START = LogPosition()
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    transaction_id: int
+    stream_type: str
+    stream_id: int
+    event_type: str
+    version: int
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+    @property
+    def log_position(self) -> LogPosition:
+        return LogPosition(self.transaction_id, self.position)
+
+
+_COLUMNS = (
+    "position, {txid}, stream_type, stream_id, event_type, version, payload, occurred_at"
+)
+
+_POSTGRES_READ = f"""
+    SELECT {_COLUMNS.format(txid="transaction_id::text::bigint")}
+    FROM {Event._meta.db_table}
+    WHERE (transaction_id, position) > (%s::text::xid8, %s)
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY transaction_id, position
+    LIMIT %s
+"""
+
+_SQLITE_READ = f"""
+    SELECT {_COLUMNS.format(txid="transaction_id")}
+    FROM {Event._meta.db_table}
+    WHERE position > %s
+    ORDER BY position
+    LIMIT %s
+"""
+
+
+def _decode(row: tuple[Any, ...]) -> StoredEvent:
+    position, txid, stream_type, stream_id, event_type, version, payload, occurred_at = row
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    if isinstance(occurred_at, str):
+        occurred_at = parse_datetime(occurred_at)
+    return StoredEvent(
+        position=position,
+        transaction_id=int(txid),
+        stream_type=stream_type,
+        stream_id=stream_id,
+        event_type=event_type,
+        version=version,
+        payload=payload,
+        occurred_at=occurred_at,
+    )
+
+
+def read_events(after: LogPosition, limit: int) -> list[StoredEvent]:
+    """Up to ``limit`` committed events after ``after``, in reading order.
+
+    The connection must not be inside a transaction that wrote: its own
+    transaction id would hold the horizon back.
+    """
+    connection = connections[WRITE_DB]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                _POSTGRES_READ, [str(after.transaction_id), after.position, limit]
+            )
+        else:
+            cursor.execute(_SQLITE_READ, [after.position, limit])
+        rows = cursor.fetchall()
+    return [_decode(row) for row in rows]
+
+
+def head() -> LogPosition:
+    """The last event a reader could see now (the log's readable end)."""
+    connection = connections[WRITE_DB]
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"""SELECT transaction_id::text::bigint, position FROM {table}
+                    WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                    ORDER BY transaction_id DESC, position DESC LIMIT 1"""  # noqa: S608
+            )
+        else:
+            cursor.execute(f"SELECT 0, position FROM {table} ORDER BY position DESC LIMIT 1")  # noqa: S608
+        row = cursor.fetchone()
+    return LogPosition(int(row[0]), int(row[1])) if row else START
+
+
+def count_after(after: LogPosition) -> int:
+    """How many events a reader at ``after`` has not applied yet (committed or not)."""
+    connection = connections[WRITE_DB]
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"""SELECT count(*) FROM {table}
+                    WHERE (transaction_id, position) > (%s::text::xid8, %s)""",  # noqa: S608
+                [str(after.transaction_id), after.position],
+            )
+        else:
+            cursor.execute(f"SELECT count(*) FROM {table} WHERE position > %s", [after.position])  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def oldest_after(after: LogPosition) -> datetime | None:
+    """When the oldest event not yet applied at ``after`` occurred."""
+    connection = connections[WRITE_DB]
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"""SELECT min(occurred_at) FROM {table}
+                    WHERE (transaction_id, position) > (%s::text::xid8, %s)""",  # noqa: S608
+                [str(after.transaction_id), after.position],
+            )
+        else:
+            cursor.execute(
+                f"SELECT min(occurred_at) FROM {table} WHERE position > %s",  # noqa: S608
+                [after.position],
+            )
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value

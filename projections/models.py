@@ -1,0 +1,251 @@
+"""The event log (alias ``default``) and the read models (alias ``read``).
+
+``config.routers`` sends every model listed in ``READ_MODEL_NAMES`` to
+``read``; the event table is the only model here that lives on ``default``.
+"""
+
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Now
+from django.db.models.sql.compiler import SQLCompiler
+
+
+class CurrentTransactionId(models.Func):
+    """``pg_current_xact_id()`` on PostgreSQL; 0 on SQLite, whose writers are serialized."""
+
+    function = "pg_current_xact_id"
+    output_field = models.BigIntegerField()
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, list[Any]]:
+        return "0", []
+
+
+class TransactionIdField(models.BigIntegerField):
+    """The writing transaction's id: ``xid8`` on PostgreSQL, an integer elsewhere."""
+
+    def db_type(self, connection: BaseDatabaseWrapper) -> str | None:
+        if connection.vendor == "postgresql":
+            return "xid8"
+        return super().db_type(connection)
+
+    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
+        return None if value is None else int(value)
+
+    def get_db_prep_value(
+        self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False
+    ) -> Any:
+        if value is None or connection.vendor != "postgresql":
+            return super().get_db_prep_value(value, connection, prepared)
+        return str(int(value))
+
+
+class Event(models.Model):
+    """One row per domain event, written in the transaction of the change.
+
+    Readers go in ``(transaction_id, position)`` order and only below the
+    oldest transaction still running (see ``projections.eventlog``).
+    """
+
+    position = models.BigAutoField(primary_key=True)
+    transaction_id = TransactionIdField(db_default=CurrentTransactionId(), editable=False)
+    stream_type = models.CharField(max_length=40)
+    stream_id = models.BigIntegerField()
+    event_type = models.CharField(max_length=60)
+    version = models.PositiveSmallIntegerField()
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    occurred_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["transaction_id", "position"], name="event_log_order"),
+            models.Index(fields=["stream_type", "stream_id", "position"], name="event_stream"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.event_type} {self.stream_type}:{self.stream_id}"
+
+
+class StockStatus(models.TextChoices):
+    IN_STOCK = "in_stock", "In stock"
+    LOW_STOCK = "low_stock", "Low stock"
+    OUT_OF_STOCK = "out_of_stock", "Out of stock"
+
+
+class ProductReadModel(models.Model):
+    """Everything the product detail page shows, in one row."""
+
+    product_id = models.BigIntegerField(primary_key=True)
+    partition = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=200)
+    slug = models.CharField(max_length=220)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    stock_quantity = models.PositiveIntegerField()
+    stock_status = models.CharField(max_length=12, choices=StockStatus.choices)
+    rating_sum = models.PositiveBigIntegerField(default=0)
+    review_count = models.PositiveIntegerField(default=0)
+    avg_rating = models.DecimalField(max_digits=3, decimal_places=2, null=True)
+    rating_histogram = models.JSONField(default=list)  # [count of 1★, ..., count of 5★]
+    seller_id = models.BigIntegerField()
+    seller_name = models.CharField(max_length=200)
+    seller_reputation = models.DecimalField(max_digits=3, decimal_places=2)
+    related_products = models.JSONField(default=list)  # [{id, name, price, avg_rating}]
+    price_history = models.JSONField(default=list)  # newest first: [{price, changed_at}]
+    recent_reviews = models.JSONField(default=list, encoder=DjangoJSONEncoder)
+    last_position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["seller_id"], name="prm_seller"),
+            models.Index(fields=["price", "product_id"], name="prm_price"),
+            models.Index(fields=["-avg_rating", "product_id"], name="prm_rating"),
+            models.Index(fields=["-review_count", "product_id"], name="prm_review_count"),
+            models.Index(fields=["name", "product_id"], name="prm_name"),
+            models.Index(fields=["partition"], name="prm_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SellerReadModel(models.Model):
+    seller_id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=200)
+    reputation = models.DecimalField(max_digits=3, decimal_places=2)
+    product_count = models.PositiveIntegerField(default=0)
+    rating_sum = models.PositiveBigIntegerField(default=0)
+    review_count = models.PositiveIntegerField(default=0)
+    avg_rating = models.DecimalField(max_digits=3, decimal_places=2, null=True)
+    last_position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReviewReadModel(models.Model):
+    """The product projector's own copy of each counted review, to refill the
+    recent list when one of the five is removed."""
+
+    review_id = models.BigIntegerField(primary_key=True)
+    product_id = models.BigIntegerField()
+    author_name = models.CharField(max_length=150)
+    rating = models.PositiveSmallIntegerField()
+    body = models.TextField()
+    created_at = models.DateTimeField()
+    edited_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["product_id", "-created_at", "-review_id"], name="rrm_recent")
+        ]
+
+
+class RelatedLink(models.Model):
+    """Reverse index of "also bought": which rows show ``target_id``."""
+
+    source_id = models.BigIntegerField()
+    target_id = models.BigIntegerField()
+    partition = models.PositiveSmallIntegerField()  # the source's partition
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source_id", "target_id"], name="related_link_once")
+        ]
+        indexes = [models.Index(fields=["target_id", "partition"], name="related_by_target")]
+
+
+class ProductFacts(models.Model):
+    """A partition's own view of every product, for the fields other rows show.
+
+    Each partition reads every event and keeps these facts itself, so a row
+    in one partition never reads state another partition is still writing.
+    """
+
+    partition = models.PositiveSmallIntegerField()
+    product_id = models.BigIntegerField()
+    name = models.CharField(max_length=200)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    rating_sum = models.PositiveBigIntegerField(default=0)
+    review_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "product_id"], name="product_facts_once")
+        ]
+
+
+class SellerFacts(models.Model):
+    partition = models.PositiveSmallIntegerField()
+    seller_id = models.BigIntegerField()
+    name = models.CharField(max_length=200)
+    reputation = models.DecimalField(max_digits=3, decimal_places=2)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partition", "seller_id"], name="seller_facts_once")
+        ]
+
+
+class Checkpoint(models.Model):
+    """Where one partition of one projector stands in the event log.
+
+    It is committed in the same transaction as the rows the batch changed,
+    and the batch holds its row lock: that lock is the partition's ownership.
+    """
+
+    projector = models.CharField(max_length=60)
+    partition = models.PositiveSmallIntegerField()
+    transaction_id = models.BigIntegerField(default=0)
+    position = models.BigIntegerField(default=0)
+    events_applied = models.PositiveBigIntegerField(default=0)
+    owner = models.CharField(max_length=120, blank=True)
+    heartbeat_at = models.DateTimeField(null=True)
+    failures = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True)
+    last_error = models.TextField(blank=True)
+    halted_at_position = models.BigIntegerField(null=True)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["projector", "partition"], name="checkpoint_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.projector}[{self.partition}] at {self.transaction_id}/{self.position}"
+
+
+class ParkedEvent(models.Model):
+    class Status(models.TextChoices):
+        PARKED = "parked", "Parked"
+        RETRY = "retry", "Retry requested"
+        SKIPPED = "skipped", "Skipped"
+        RESOLVED = "resolved", "Applied after retry"
+
+    projector = models.CharField(max_length=60)
+    partition = models.PositiveSmallIntegerField()
+    position = models.BigIntegerField()
+    transaction_id = models.BigIntegerField()
+    event_type = models.CharField(max_length=60)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    error = models.TextField()
+    traceback = models.TextField()
+    attempts = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PARKED)
+    parked_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["projector", "partition", "status"], name="parked_open")]
+
+    def __str__(self) -> str:
+        return f"{self.projector}[{self.partition}] #{self.position} {self.event_type}"

@@ -1,0 +1,161 @@
+"""Review commands: authors add, edit and remove their own; staff hide any.
+
+Like every command, each runs in one transaction whose first write locks the
+aggregate (the product for a new review, the review otherwise); see
+``catalog.services`` for why that order matters to the event log.
+"""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from catalog import errors
+from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from catalog.models import Product
+from catalog.signals import send_event
+from catalog.validation import clean_id, clean_text, clean_whole_number
+from reviews.models import MAX_BODY, MIN_BODY, Review
+from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
+
+
+def clean_rating(value: Any) -> int:
+    return clean_whole_number(
+        value, field="rating", minimum=1, maximum=5, message=errors.RATING_OUT_OF_RANGE
+    )
+
+
+def clean_body(value: Any) -> str:
+    return clean_text(
+        value, field="body", min_length=MIN_BODY, max_length=MAX_BODY, message=errors.BODY_LENGTH
+    )
+
+
+def _require_user(user: Any) -> AbstractBaseUser:
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
+        raise NotAllowed("Sign in to do this.")
+    return user
+
+
+def _locked_review(review_id: Any) -> Review:
+    pk = clean_id(review_id)
+    review = (
+        Review.objects.select_for_update().select_related("author").filter(pk=pk).first()
+        if pk
+        else None
+    )
+    if review is None:
+        raise NotFound(errors.REVIEW_NOT_FOUND, field="review")
+    return review
+
+
+def review_add(*, product_id: int, author: AbstractBaseUser, rating: int, body: str) -> Review:
+    author = _require_user(author)
+    rating = clean_rating(rating)
+    body = clean_body(body)
+    pk = clean_id(product_id)
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(pk=pk).first() if pk else None
+        if product is None:
+            raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
+        if not product.is_active:
+            raise Conflict(errors.PRODUCT_INACTIVE, field="product")
+        if Review.objects.filter(product=product, author=author).exists():
+            raise Conflict(errors.REVIEW_EXISTS)
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                review = Review.objects.create(
+                    product=product, author=author, rating=rating, body=body, created_at=now
+                )
+        except IntegrityError:
+            raise Conflict(errors.REVIEW_EXISTS) from None
+        send_event(
+            ReviewAdded(
+                review_id=review.pk,
+                product_id=product.pk,
+                author_id=author.pk,
+                author_name=author.get_username(),
+                rating=rating,
+                body=body,
+                created_at=now,
+            )
+        )
+    return review
+
+
+def review_edit(
+    *, review_id: int, author: AbstractBaseUser, rating: int | None = None, body: str | None = None
+) -> Review:
+    author = _require_user(author)
+    new_rating = clean_rating(rating) if rating is not None else None
+    new_body = clean_body(body) if body is not None else None
+    if new_rating is None and new_body is None:
+        raise InvalidInput("Give a new rating or a new text.")
+    with transaction.atomic():
+        review = _locked_review(review_id)
+        if review.author_id != author.pk:
+            raise NotAllowed(errors.REVIEW_NOT_YOURS)
+        if review.is_hidden:
+            raise Conflict("This review was hidden by a moderator and cannot be edited.")
+        previous = (review.rating, review.body)
+        review.rating = new_rating if new_rating is not None else review.rating
+        review.body = new_body if new_body is not None else review.body
+        if (review.rating, review.body) == previous:
+            return review
+        review.edited_at = timezone.now()
+        review.save(update_fields=["rating", "body", "edited_at"])
+        send_event(
+            ReviewEdited(
+                review_id=review.pk,
+                product_id=review.product_id,
+                rating=review.rating,
+                previous_rating=previous[0],
+                body=review.body,
+                edited_at=review.edited_at,
+            )
+        )
+    return review
+
+
+def review_remove(*, review_id: int, author: AbstractBaseUser) -> None:
+    """The author deletes their review; they may write a new one afterwards."""
+    author = _require_user(author)
+    with transaction.atomic():
+        review = _locked_review(review_id)
+        if review.author_id != author.pk:
+            raise NotAllowed(errors.REVIEW_NOT_YOURS)
+        event = ReviewRemoved(
+            review_id=review.pk,
+            product_id=review.product_id,
+            rating=review.rating,
+            reason="author",
+            counted=not review.is_hidden,
+        )
+        review.delete()
+        send_event(event)
+
+
+def review_hide(*, review_id: int, moderator: AbstractBaseUser) -> Review:
+    """Staff moderation: the review stays in the write model but stops counting."""
+    moderator = _require_user(moderator)
+    if not getattr(moderator, "is_staff", False):
+        raise NotAllowed(errors.NOT_STAFF)
+    with transaction.atomic():
+        review = _locked_review(review_id)
+        if review.is_hidden:
+            return review
+        review.is_hidden = True
+        review.hidden_at = timezone.now()
+        review.hidden_by = moderator
+        review.save(update_fields=["is_hidden", "hidden_at", "hidden_by"])
+        send_event(
+            ReviewRemoved(
+                review_id=review.pk,
+                product_id=review.product_id,
+                rating=review.rating,
+                reason="moderation",
+            )
+        )
+    return review

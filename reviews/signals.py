@@ -1,0 +1,47 @@
+"""Review events. They are sent through ``catalog.signals.domain_event``."""
+
+import dataclasses
+from datetime import datetime
+from typing import ClassVar
+
+from catalog.signals import DomainEvent
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReviewEvent(DomainEvent):
+    stream_type: ClassVar[str] = "review"
+    review_id: int
+    product_id: int
+
+    @property
+    def stream_id(self) -> int:
+        return self.review_id
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReviewAdded(ReviewEvent):
+    event_type: ClassVar[str] = "ReviewAdded"
+    author_id: int
+    author_name: str
+    rating: int
+    body: str
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReviewEdited(ReviewEvent):
+    event_type: ClassVar[str] = "ReviewEdited"
+    rating: int
+    previous_rating: int
+    body: str
+    edited_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReviewRemoved(ReviewEvent):
+    """The review no longer counts: its author deleted it or staff hid it."""
+
+    event_type: ClassVar[str] = "ReviewRemoved"
+    rating: int
+    reason: str  # "author" or "moderation"
+    counted: bool = True  # False when an author deletes a review staff had hidden

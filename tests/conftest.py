@@ -1,0 +1,35 @@
+import pytest
+from django.db import connections
+
+
+def on_postgres() -> bool:
+    return connections["default"].vendor == "postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)")
+    skip_broker = pytest.mark.skip(reason="needs Redis (CELERY_BROKER_URL)")
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres():
+            item.add_marker(skip_pg)
+        if "broker" in item.keywords and not settings.CELERY_BROKER_URL:
+            item.add_marker(skip_broker)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="staff", password="pw-staff-123", is_staff=True, is_superuser=True
+    )
