@@ -130,7 +130,7 @@ def product_create(
                 )
         except IntegrityError:
             raise Conflict(errors.SLUG_TAKEN, field="slug") from None
-        PriceChange.objects.create(product=product, price=price, changed_at=now)
+        first_price = PriceChange.objects.create(product=product, price=price, changed_at=now)
         send_event(
             ProductCreated(
                 product_id=product.pk,
@@ -142,6 +142,7 @@ def product_create(
                 stock_quantity=stock_quantity,
                 is_active=product.is_active,
                 created_at=now,
+                price_change_id=first_price.pk,
             )
         )
     return product

@@ -92,6 +92,7 @@ class ProductCreated(ProductEvent):
     stock_quantity: int
     is_active: bool
     created_at: datetime
+    price_change_id: int
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

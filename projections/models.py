@@ -164,26 +164,32 @@ class RelatedLink(models.Model):
 
 
 class ProductFacts(models.Model):
-    """A partition's own view of every product, for the fields other rows show.
+    """A projector partition's own view of every product.
 
-    Each partition reads every event and keeps these facts itself, so a row
-    in one partition never reads state another partition is still writing.
+    Each partition reads every event and keeps these facts itself, so a row in
+    one partition never reads state that another partition is still writing.
     """
 
+    projector = models.CharField(max_length=60)
     partition = models.PositiveSmallIntegerField()
     product_id = models.BigIntegerField()
+    seller_id = models.BigIntegerField()
     name = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=10, decimal_places=2)
+    is_active = models.BooleanField(default=True)
     rating_sum = models.PositiveBigIntegerField(default=0)
     review_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["partition", "product_id"], name="product_facts_once")
+            models.UniqueConstraint(
+                fields=["projector", "partition", "product_id"], name="product_facts_once"
+            )
         ]
 
 
 class SellerFacts(models.Model):
+    projector = models.CharField(max_length=60)
     partition = models.PositiveSmallIntegerField()
     seller_id = models.BigIntegerField()
     name = models.CharField(max_length=200)
@@ -191,7 +197,9 @@ class SellerFacts(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["partition", "seller_id"], name="seller_facts_once")
+            models.UniqueConstraint(
+                fields=["projector", "partition", "seller_id"], name="seller_facts_once"
+            )
         ]
 
 

@@ -1,0 +1,358 @@
+"""The projection engine: batches, checkpoints, ownership and failures.
+
+A batch of one projector partition runs in one transaction on ``read``:
+
+1. lock the partition's checkpoint row (``FOR UPDATE SKIP LOCKED``: the lock
+   is the partition's ownership; a busy partition is skipped, and a dead
+   worker's lock goes with its connection);
+2. read the events after the checkpoint from the log (``eventlog``);
+3. apply them through the projector's handlers and flush the changed rows;
+4. move the checkpoint past them and commit.
+
+Rows and checkpoint commit together, so a crash anywhere leaves either the
+whole batch or none of it, and a redelivered wake-up finds the checkpoint
+already moved: every event takes effect exactly once.
+
+A handler that raises rolls the batch back; the engine then applies the
+events one at a time, commits those before the failing one, and counts a
+failed attempt on the checkpoint with a back-off. After
+``PROJECTION_MAX_ATTEMPTS`` the event is parked and the partition halts
+behind it until someone retries or skips it; other partitions go on.
+"""
+
+import dataclasses
+import enum
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from projections import eventlog
+from projections.eventlog import LogPosition, StoredEvent
+from projections.models import Checkpoint, ParkedEvent
+from projections.upcasting import upcast
+
+logger = logging.getLogger(__name__)
+
+READ_DB = "read"
+CHECKPOINTS_CHANNEL = "storefront_checkpoints"
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Projection:
+    """One batch's worth of a projector's work on one partition.
+
+    Subclasses name themselves, declare their handlers with ``@handles``, load
+    what the batch needs in ``prepare`` and write it back in ``flush``.
+    """
+
+    name: ClassVar[str]
+    partitioned: ClassVar[bool] = False
+    handlers: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = {
+            event_type: attribute
+            for attribute, member in vars(cls).items()
+            for event_type in getattr(member, "handles_events", ())
+        }
+
+    def __init__(self, partition: int, partitions: int) -> None:
+        self.partition = partition
+        self.partitions = partitions
+
+    @classmethod
+    def partition_count(cls) -> int:
+        return settings.PROJECTION_PARTITIONS if cls.partitioned else 1
+
+    def prepare(self, events: Sequence[StoredEvent]) -> None:
+        """Load, in a few queries, the rows that ``events`` will touch."""
+
+    def apply(self, event: StoredEvent) -> None:
+        attribute = self.handlers.get(event.event_type)
+        if attribute is not None:
+            getattr(self, attribute)(event)
+
+    def flush(self) -> None:
+        """Write every row the batch changed."""
+
+
+def handles(*event_types: str) -> Any:
+    def mark(method: Any) -> Any:
+        method.handles_events = event_types
+        return method
+
+    return mark
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    IDLE = "idle"
+    BUSY = "busy"
+    HALTED = "halted"
+    BACKING_OFF = "backing_off"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass
+class BatchResult:
+    outcome: Outcome
+    applied: int = 0
+    position: LogPosition = eventlog.START
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int | None, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+def ensure_checkpoints(projection: type[Projection]) -> None:
+    for partition in range(projection.partition_count()):
+        Checkpoint.objects.get_or_create(projector=projection.name, partition=partition)
+
+
+def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
+    return (
+        Checkpoint.objects.select_for_update(skip_locked=True)
+        .filter(projector=name, partition=partition)
+        .first()
+    )
+
+
+def _notify_checkpoint() -> None:
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHECKPOINTS_CHANNEL])
+
+
+def _advance(checkpoint: Checkpoint, events: Sequence[StoredEvent], owner: str) -> None:
+    last = events[-1]
+    checkpoint.transaction_id = last.transaction_id
+    checkpoint.position = last.position
+    checkpoint.events_applied += len(events)
+    checkpoint.owner = owner
+    checkpoint.heartbeat_at = timezone.now()
+    checkpoint.failures = 0
+    checkpoint.next_attempt_at = None
+    checkpoint.last_error = ""
+    checkpoint.updated_at = checkpoint.heartbeat_at
+    checkpoint.save()
+    _notify_checkpoint()
+
+
+def _apply_all(projection: Projection, events: Sequence[StoredEvent]) -> None:
+    projection.prepare(events)
+    for index, event in enumerate(events):
+        try:
+            projection.apply(upcast(event))
+        except Exception as error:
+            raise _HandlerFailed(index, error) from error
+    try:
+        projection.flush()
+    except Exception as error:
+        raise _HandlerFailed(None, error) from error
+
+
+def _checkpoint_position(checkpoint: Checkpoint) -> LogPosition:
+    return LogPosition(checkpoint.transaction_id, checkpoint.position)
+
+
+def run_batch(
+    projection_class: type[Projection],
+    partition: int,
+    *,
+    batch_size: int | None = None,
+    owner: str | None = None,
+    events: Sequence[StoredEvent] | None = None,
+) -> BatchResult:
+    """Apply the next batch of one partition; see the module docstring.
+
+    ``events``, when given, are applied instead of reading the log; they must
+    start right after the checkpoint (the engine uses this to retry a failed
+    batch one event at a time).
+    """
+    owner = owner or default_owner()
+    size = batch_size or settings.PROJECTION_BATCH_SIZE
+    partitions = projection_class.partition_count()
+    batch: list[StoredEvent] = []
+    try:
+        with transaction.atomic(using=READ_DB):
+            checkpoint = _lock_checkpoint(projection_class.name, partition)
+            if checkpoint is None:
+                return BatchResult(Outcome.BUSY)
+            start = _checkpoint_position(checkpoint)
+            if checkpoint.halted_at_position is not None:
+                return BatchResult(Outcome.HALTED, position=start)
+            if checkpoint.next_attempt_at and checkpoint.next_attempt_at > timezone.now():
+                return BatchResult(Outcome.BACKING_OFF, position=start)
+            batch = list(events) if events is not None else eventlog.read_events(start, size)
+            if events is not None and batch and batch[0].log_position <= start:
+                return BatchResult(Outcome.BUSY, position=start)
+            if not batch:
+                return BatchResult(Outcome.IDLE, position=start)
+            _apply_all(projection_class(partition, partitions), batch)
+            _advance(checkpoint, batch, owner)
+            return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position)
+    except _HandlerFailed as failure:
+        return _recover(projection_class, partition, batch, failure, owner=owner)
+
+
+def _recover(
+    projection_class: type[Projection],
+    partition: int,
+    batch: Sequence[StoredEvent],
+    failure: _HandlerFailed,
+    *,
+    owner: str,
+) -> BatchResult:
+    if len(batch) > 1:
+        applied = 0
+        for event in batch:
+            result = run_batch(projection_class, partition, owner=owner, events=[event])
+            applied += result.applied
+            if result.outcome is not Outcome.APPLIED:
+                return dataclasses.replace(result, applied=applied)
+        return BatchResult(Outcome.APPLIED, applied, batch[-1].log_position)
+    _record_failure(projection_class.name, partition, batch[0], failure.error)
+    return BatchResult(Outcome.FAILED)
+
+
+def _record_failure(name: str, partition: int, event: StoredEvent, error: BaseException) -> None:
+    logger.warning(
+        "Projector %s[%s] failed on event #%s (%s): %r",
+        name,
+        partition,
+        event.position,
+        event.event_type,
+        error,
+    )
+    with transaction.atomic(using=READ_DB):
+        checkpoint = Checkpoint.objects.select_for_update().get(projector=name, partition=partition)
+        if _checkpoint_position(checkpoint) >= event.log_position:
+            return
+        checkpoint.failures += 1
+        checkpoint.last_error = f"#{event.position} {event.event_type}: {error!r}"[:2000]
+        delay = min(
+            settings.PROJECTION_RETRY_BASE_SECONDS * 2 ** (checkpoint.failures - 1),
+            MAX_BACKOFF_SECONDS,
+        )
+        checkpoint.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        if checkpoint.failures >= settings.PROJECTION_MAX_ATTEMPTS:
+            checkpoint.halted_at_position = event.position
+            checkpoint.next_attempt_at = None
+            ParkedEvent.objects.create(
+                projector=name,
+                partition=partition,
+                position=event.position,
+                transaction_id=event.transaction_id,
+                event_type=event.event_type,
+                payload=event.payload,
+                error=repr(error)[:2000],
+                traceback="".join(traceback.format_exception(error))[-20000:],
+                attempts=checkpoint.failures,
+            )
+            logger.error("Projector %s[%s] parked event #%s", name, partition, event.position)
+        checkpoint.save()
+
+
+def retry_parked(parked_id: int) -> ParkedEvent:
+    """Let the halted partition try the parked event again."""
+    with transaction.atomic(using=READ_DB):
+        parked = ParkedEvent.objects.select_for_update().get(pk=parked_id)
+        checkpoint = Checkpoint.objects.select_for_update().get(
+            projector=parked.projector, partition=parked.partition
+        )
+        if checkpoint.halted_at_position == parked.position:
+            checkpoint.halted_at_position = None
+            checkpoint.failures = 0
+            checkpoint.next_attempt_at = None
+            checkpoint.save()
+        parked.status = ParkedEvent.Status.RETRY
+        parked.save(update_fields=["status"])
+    return parked
+
+
+def skip_parked(parked_id: int) -> ParkedEvent:
+    """Move the halted partition past the parked event without applying it."""
+    with transaction.atomic(using=READ_DB):
+        parked = ParkedEvent.objects.select_for_update().get(pk=parked_id)
+        checkpoint = Checkpoint.objects.select_for_update().get(
+            projector=parked.projector, partition=parked.partition
+        )
+        if checkpoint.halted_at_position == parked.position:
+            checkpoint.transaction_id = parked.transaction_id
+            checkpoint.position = parked.position
+            checkpoint.halted_at_position = None
+            checkpoint.failures = 0
+            checkpoint.next_attempt_at = None
+            checkpoint.last_error = ""
+            checkpoint.save()
+            _notify_checkpoint()
+        parked.status = ParkedEvent.Status.SKIPPED
+        parked.resolved_at = timezone.now()
+        parked.save(update_fields=["status", "resolved_at"])
+    return parked
+
+
+def mark_retried_resolved(name: str, partition: int, position: LogPosition) -> None:
+    ParkedEvent.objects.filter(
+        projector=name,
+        partition=partition,
+        status=ParkedEvent.Status.RETRY,
+        position__lte=position.position,
+        transaction_id__lte=position.transaction_id,
+    ).update(status=ParkedEvent.Status.RESOLVED, resolved_at=timezone.now())
+
+
+def catch_up(
+    projection_class: type[Projection],
+    partition: int,
+    *,
+    batch_size: int | None = None,
+    owner: str | None = None,
+    max_batches: int | None = None,
+) -> int:
+    """Run batches on one partition until it is idle, busy, halted or failing."""
+    applied = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        result = run_batch(projection_class, partition, batch_size=batch_size, owner=owner)
+        batches += 1
+        applied += result.applied
+        if result.applied:
+            mark_retried_resolved(projection_class.name, partition, result.position)
+        if result.outcome is not Outcome.APPLIED:
+            break
+    return applied
+
+
+def project_all(
+    projections: Iterable[type[Projection]] | None = None,
+    *,
+    batch_size: int | None = None,
+    owner: str | None = None,
+) -> int:
+    """Bring every partition of every projector up to the readable end of the log."""
+    from projections.projectors import PROJECTIONS
+
+    total = 0
+    for projection_class in projections or PROJECTIONS.values():
+        ensure_checkpoints(projection_class)
+        for partition in range(projection_class.partition_count()):
+            total += catch_up(projection_class, partition, batch_size=batch_size, owner=owner)
+    return total

@@ -1,0 +1,435 @@
+"""The product projector: one ``ProductReadModel`` row per product.
+
+Partitioned by product. Every partition reads every event: it keeps its own
+facts about every product and seller (name, price, rating sums, reputation),
+applies the events of the products it owns to their rows, and fans changes to
+a product or seller out to the rows it owns that show them. Aggregates move
+by the event's own delta; nothing recomputes over a product's reviews.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from projections.engine import Projection, handles
+from projections.eventlog import StoredEvent
+from projections.models import (
+    ProductFacts,
+    ProductReadModel,
+    RelatedLink,
+    ReviewReadModel,
+    SellerFacts,
+)
+from projections.projectors import shaping
+
+PRODUCT_EVENTS = {
+    "ProductCreated",
+    "ProductDetailsChanged",
+    "PriceChanged",
+    "StockChanged",
+    "RecommendationsChanged",
+    "ReviewAdded",
+    "ReviewEdited",
+    "ReviewRemoved",
+}
+SELLER_EVENTS = {"SellerRegistered", "SellerReputationChanged"}
+ROW_FIELDS = [
+    field.name for field in ProductReadModel._meta.concrete_fields if not field.primary_key
+]
+FACT_FIELDS = ["seller_id", "name", "price", "is_active", "rating_sum", "review_count"]
+
+
+def partition_of(product_id: int, partitions: int) -> int:
+    return product_id % partitions
+
+
+class ProductProjection(Projection):
+    name = "products"
+    partitioned = True
+
+    def __init__(self, partition: int, partitions: int) -> None:
+        super().__init__(partition, partitions)
+        self.facts: dict[int, ProductFacts] = {}
+        self.sellers: dict[int, SellerFacts] = {}
+        self.rows: dict[int, ProductReadModel] = {}
+        self.sources_of: dict[int, set[int]] = defaultdict(set)
+        self.reviews: dict[int, ReviewReadModel] = {}
+        self.deleted_reviews: set[int] = set()
+        self.dirty_rows: set[int] = set()
+        self.dirty_facts: set[int] = set()
+        self.dirty_sellers: set[int] = set()
+        self.relinked: set[int] = set()
+        self.refill_recent: set[int] = set()
+
+    def owns(self, product_id: int) -> bool:
+        return partition_of(product_id, self.partitions) == self.partition
+
+    # Loading ---------------------------------------------------------------
+
+    def prepare(self, events: Sequence[StoredEvent]) -> None:
+        product_ids: set[int] = set()
+        seller_ids: set[int] = set()
+        fanned_sellers: set[int] = set()
+        review_ids: set[int] = set()
+        for event in events:
+            payload = event.payload
+            if event.event_type in PRODUCT_EVENTS:
+                product_ids.add(payload["product_id"])
+                product_ids.update(payload.get("related_ids", ()))
+            if "seller_id" in payload:
+                seller_ids.add(payload["seller_id"])
+            if event.event_type == "SellerReputationChanged":
+                fanned_sellers.add(payload["seller_id"])
+            if event.event_type in {"ReviewEdited", "ReviewRemoved"}:
+                review_ids.add(payload["review_id"])
+        self._load_facts(product_ids, seller_ids)
+        self._load_links(product_ids)
+        self._load_rows(product_ids, fanned_sellers)
+        self.reviews = {
+            review.review_id: review
+            for review in ReviewReadModel.objects.filter(review_id__in=review_ids)
+        }
+
+    def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
+        scope = {"projector": self.name, "partition": self.partition}
+        self.facts = {
+            fact.product_id: fact
+            for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids)
+        }
+        seller_ids |= {fact.seller_id for fact in self.facts.values()}
+        self.sellers = {
+            fact.seller_id: fact
+            for fact in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids)
+        }
+
+    def _load_links(self, product_ids: set[int]) -> None:
+        links = RelatedLink.objects.filter(
+            target_id__in=product_ids, partition=self.partition
+        ).values_list("target_id", "source_id")
+        for target_id, source_id in links:
+            self.sources_of[target_id].add(source_id)
+
+    def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
+        owned = {pk for pk in product_ids if self.owns(pk)}
+        for sources in self.sources_of.values():
+            owned |= sources
+        rows = ProductReadModel.objects.filter(product_id__in=owned)
+        if fanned_sellers:
+            rows = rows | ProductReadModel.objects.filter(
+                partition=self.partition, seller_id__in=fanned_sellers
+            )
+        self.rows = {row.product_id: row for row in rows}
+
+    # Sellers ---------------------------------------------------------------
+
+    @handles("SellerRegistered")
+    def seller_registered(self, event: StoredEvent) -> None:
+        payload = event.payload
+        self.sellers[payload["seller_id"]] = SellerFacts(
+            projector=self.name,
+            partition=self.partition,
+            seller_id=payload["seller_id"],
+            name=payload["name"],
+            reputation=Decimal(payload["reputation"]),
+        )
+        self.dirty_sellers.add(payload["seller_id"])
+
+    @handles("SellerReputationChanged")
+    def seller_reputation_changed(self, event: StoredEvent) -> None:
+        seller_id = event.payload["seller_id"]
+        reputation = Decimal(event.payload["reputation"])
+        self.sellers[seller_id].reputation = reputation
+        self.dirty_sellers.add(seller_id)
+        for row in self.rows.values():
+            if row.seller_id == seller_id:
+                row.seller_reputation = reputation
+                self._touch(row, event)
+
+    # Products --------------------------------------------------------------
+
+    @handles("ProductCreated")
+    def product_created(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        self.facts[product_id] = ProductFacts(
+            projector=self.name,
+            partition=self.partition,
+            product_id=product_id,
+            seller_id=payload["seller_id"],
+            name=payload["name"],
+            price=Decimal(payload["price"]),
+            is_active=payload["is_active"],
+        )
+        self.dirty_facts.add(product_id)
+        if not self.owns(product_id):
+            return
+        seller = self.sellers[payload["seller_id"]]
+        self.rows[product_id] = ProductReadModel(
+            product_id=product_id,
+            partition=self.partition,
+            name=payload["name"],
+            slug=payload["slug"],
+            description=payload["description"],
+            is_active=payload["is_active"],
+            price=Decimal(payload["price"]),
+            currency=settings.READ_MODEL_CURRENCY,
+            stock_quantity=payload["stock_quantity"],
+            stock_status=shaping.stock_status(payload["stock_quantity"]),
+            rating_histogram=shaping.empty_histogram(),
+            seller_id=seller.seller_id,
+            seller_name=seller.name,
+            seller_reputation=seller.reputation,
+            price_history=[
+                shaping.price_entry(
+                    change_id=payload["price_change_id"],
+                    price=payload["price"],
+                    changed_at=payload["created_at"],
+                )
+            ],
+        )
+        self._touch(self.rows[product_id], event)
+
+    @handles("ProductDetailsChanged")
+    def product_details_changed(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        facts = self.facts[product_id]
+        facts.name = payload["name"]
+        facts.is_active = payload["is_active"]
+        self.dirty_facts.add(product_id)
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            row.name = payload["name"]
+            row.slug = payload["slug"]
+            row.description = payload["description"]
+            row.is_active = payload["is_active"]
+            self._touch(row, event)
+        self._fan_out(product_id, event)
+
+    @handles("PriceChanged")
+    def price_changed(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        self.facts[product_id].price = Decimal(payload["price"])
+        self.dirty_facts.add(product_id)
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            row.price = Decimal(payload["price"])
+            entry = shaping.price_entry(
+                change_id=payload["price_change_id"],
+                price=payload["price"],
+                changed_at=payload["changed_at"],
+            )
+            row.price_history = shaping.newest_prices([entry, *row.price_history])
+            self._touch(row, event)
+        self._fan_out(product_id, event)
+
+    @handles("StockChanged")
+    def stock_changed(self, event: StoredEvent) -> None:
+        product_id = event.payload["product_id"]
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            row.stock_quantity = event.payload["quantity"]
+            row.stock_status = shaping.stock_status(row.stock_quantity)
+            self._touch(row, event)
+
+    @handles("RecommendationsChanged")
+    def recommendations_changed(self, event: StoredEvent) -> None:
+        product_id = event.payload["product_id"]
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is None:
+            return
+        for entry in row.related_products:
+            self.sources_of[entry["id"]].discard(product_id)
+        related_ids = event.payload["related_ids"]
+        for related_id in related_ids:
+            self.sources_of[related_id].add(product_id)
+        row.related_products = [self._related_entry(related_id) for related_id in related_ids]
+        self.relinked.add(product_id)
+        self._touch(row, event)
+
+    # Reviews ---------------------------------------------------------------
+
+    @handles("ReviewAdded")
+    def review_added(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        self._move_rating(product_id, add=payload["rating"])
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            review = ReviewReadModel(
+                review_id=payload["review_id"],
+                product_id=product_id,
+                author_name=payload["author_name"],
+                rating=payload["rating"],
+                body=payload["body"],
+                created_at=payload["created_at"],
+                edited_at=None,
+            )
+            self.reviews[review.review_id] = review
+            self.deleted_reviews.discard(review.review_id)
+            row.recent_reviews = shaping.newest_reviews(
+                [self._review_entry(review), *row.recent_reviews]
+            )
+            self._touch(row, event)
+        self._fan_out(product_id, event)
+
+    @handles("ReviewEdited")
+    def review_edited(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        self._move_rating(product_id, add=payload["rating"], remove=payload["previous_rating"])
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            review = self.reviews[payload["review_id"]]
+            review.rating = payload["rating"]
+            review.body = payload["body"]
+            review.edited_at = payload["edited_at"]
+            row.recent_reviews = [
+                self._review_entry(review) if entry["id"] == review.review_id else entry
+                for entry in row.recent_reviews
+            ]
+            self._touch(row, event)
+        self._fan_out(product_id, event)
+
+    @handles("ReviewRemoved")
+    def review_removed(self, event: StoredEvent) -> None:
+        payload = event.payload
+        product_id = payload["product_id"]
+        if not payload.get("counted", True):
+            return
+        self._move_rating(product_id, remove=payload["rating"])
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is not None:
+            self.reviews.pop(payload["review_id"], None)
+            self.deleted_reviews.add(payload["review_id"])
+            if any(entry["id"] == payload["review_id"] for entry in row.recent_reviews):
+                self.refill_recent.add(product_id)
+            self._touch(row, event)
+        self._fan_out(product_id, event)
+
+    # Helpers ---------------------------------------------------------------
+
+    def _move_rating(self, product_id: int, *, add: int = 0, remove: int = 0) -> None:
+        facts = self.facts[product_id]
+        counted = (1 if add else 0) - (1 if remove else 0)
+        facts.rating_sum += add - remove
+        facts.review_count += counted
+        self.dirty_facts.add(product_id)
+        row = self.rows.get(product_id) if self.owns(product_id) else None
+        if row is None:
+            return
+        histogram = list(row.rating_histogram)
+        if add:
+            histogram[add - 1] += 1
+        if remove:
+            histogram[remove - 1] -= 1
+        row.rating_histogram = histogram
+        row.rating_sum = facts.rating_sum
+        row.review_count = facts.review_count
+        row.avg_rating = shaping.average(row.rating_sum, row.review_count)
+
+    def _related_entry(self, product_id: int) -> dict[str, Any]:
+        facts = self.facts[product_id]
+        return shaping.related_entry(
+            product_id=product_id,
+            name=facts.name,
+            price=facts.price,
+            rating_sum=facts.rating_sum,
+            review_count=facts.review_count,
+        )
+
+    def _fan_out(self, product_id: int, event: StoredEvent) -> None:
+        """Show the product's new name, price or rating on every row listing it."""
+        sources = self.sources_of.get(product_id)
+        if not sources:
+            return
+        entry = self._related_entry(product_id)
+        for source_id in sources:
+            row = self.rows[source_id]
+            row.related_products = [
+                entry if item["id"] == product_id else item for item in row.related_products
+            ]
+            self._touch(row, event)
+
+    def _review_entry(self, review: ReviewReadModel) -> dict[str, Any]:
+        return shaping.review_entry(
+            review_id=review.review_id,
+            author=review.author_name,
+            rating=review.rating,
+            body=review.body,
+            created_at=review.created_at,
+            edited_at=review.edited_at,
+        )
+
+    def _touch(self, row: ProductReadModel, event: StoredEvent) -> None:
+        row.last_position = max(row.last_position or 0, event.position)
+        self.dirty_rows.add(row.product_id)
+
+    # Writing ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        self._flush_facts()
+        self._flush_reviews()
+        self._refill_recent()
+        self._flush_links()
+        now = timezone.now()
+        rows = [self.rows[pk] for pk in sorted(self.dirty_rows)]
+        for row in rows:
+            row.updated_at = now
+        ProductReadModel.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["product_id"], update_fields=ROW_FIELDS
+        )
+
+    def _flush_facts(self) -> None:
+        facts = [self.facts[pk] for pk in sorted(self.dirty_facts)]
+        for fact in facts:
+            fact.pk = None
+        ProductFacts.objects.bulk_create(
+            facts,
+            update_conflicts=True,
+            unique_fields=["projector", "partition", "product_id"],
+            update_fields=FACT_FIELDS,
+        )
+        sellers = [self.sellers[pk] for pk in sorted(self.dirty_sellers)]
+        for seller in sellers:
+            seller.pk = None
+        SellerFacts.objects.bulk_create(
+            sellers,
+            update_conflicts=True,
+            unique_fields=["projector", "partition", "seller_id"],
+            update_fields=["name", "reputation"],
+        )
+
+    def _flush_reviews(self) -> None:
+        if self.deleted_reviews:
+            ReviewReadModel.objects.filter(review_id__in=self.deleted_reviews).delete()
+        ReviewReadModel.objects.bulk_create(
+            sorted(self.reviews.values(), key=lambda review: review.review_id),
+            update_conflicts=True,
+            unique_fields=["review_id"],
+            update_fields=["rating", "body", "edited_at"],
+        )
+
+    def _refill_recent(self) -> None:
+        for product_id in sorted(self.refill_recent):
+            newest = ReviewReadModel.objects.filter(product_id=product_id).order_by(
+                "-created_at", "-review_id"
+            )[: shaping.RECENT_REVIEWS]
+            self.rows[product_id].recent_reviews = [
+                self._review_entry(review) for review in newest
+            ]
+
+    def _flush_links(self) -> None:
+        if not self.relinked:
+            return
+        RelatedLink.objects.filter(source_id__in=self.relinked).delete()
+        RelatedLink.objects.bulk_create(
+            RelatedLink(source_id=source_id, target_id=entry["id"], partition=self.partition)
+            for source_id in sorted(self.relinked)
+            for entry in self.rows[source_id].related_products
+        )

@@ -1,0 +1,90 @@
+"""How read-model fields are shaped, shared by the projectors and by the
+truth that ``verify_projections`` computes from the write model."""
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils.dateparse import parse_datetime
+
+from projections.models import StockStatus
+
+RECENT_REVIEWS = 5
+PRICE_HISTORY = 30
+CENT = Decimal("0.01")
+
+
+def stock_status(quantity: int) -> str:
+    if quantity <= 0:
+        return StockStatus.OUT_OF_STOCK
+    if quantity <= settings.LOW_STOCK_THRESHOLD:
+        return StockStatus.LOW_STOCK
+    return StockStatus.IN_STOCK
+
+
+def average(rating_sum: int, count: int) -> Decimal | None:
+    if count <= 0:
+        return None
+    return (Decimal(rating_sum) / Decimal(count)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def money(value: Any) -> str:
+    return str(Decimal(str(value)).quantize(CENT))
+
+
+def timestamp(value: datetime | str) -> str:
+    """One spelling of a moment, so stored lists compare and sort exactly."""
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    if moment is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def review_entry(
+    *,
+    review_id: int,
+    author: str,
+    rating: int,
+    body: str,
+    created_at: datetime | str,
+    edited_at: datetime | str | None,
+) -> dict[str, Any]:
+    return {
+        "id": review_id,
+        "author": author,
+        "rating": rating,
+        "body": body,
+        "created_at": timestamp(created_at),
+        "edited_at": timestamp(edited_at) if edited_at else None,
+    }
+
+
+def newest_reviews(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ordered = sorted(entries, key=lambda entry: (entry["created_at"], entry["id"]), reverse=True)
+    return ordered[:RECENT_REVIEWS]
+
+
+def price_entry(*, change_id: int, price: Any, changed_at: datetime | str) -> dict[str, Any]:
+    return {"id": change_id, "price": money(price), "changed_at": timestamp(changed_at)}
+
+
+def newest_prices(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ordered = sorted(entries, key=lambda entry: (entry["changed_at"], entry["id"]), reverse=True)
+    return ordered[:PRICE_HISTORY]
+
+
+def related_entry(
+    *, product_id: int, name: str, price: Any, rating_sum: int, review_count: int
+) -> dict[str, Any]:
+    rating = average(rating_sum, review_count)
+    return {
+        "id": product_id,
+        "name": name,
+        "price": money(price),
+        "avg_rating": str(rating) if rating is not None else None,
+    }
+
+
+def empty_histogram() -> list[int]:
+    return [0, 0, 0, 0, 0]
