@@ -61,9 +61,12 @@ class PriceChange(models.Model):
             models.CheckConstraint(condition=models.Q(price__gt=0), name="price_change_positive"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.price} from {self.changed_at:%Y-%m-%d %H:%M}"
+
 
 class Recommendation(models.Model):
-    """"Customers who bought this also bought": ordered links between products."""
+    """Ordered "customers who bought this also bought" links between products."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="recommendations")
     related = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
@@ -79,4 +82,5 @@ class Recommendation(models.Model):
             ),
         ]
 
-
+    def __str__(self) -> str:
+        return f"#{self.rank + 1}: product {self.related_id}"

@@ -30,17 +30,15 @@ from catalog.signals import (
     send_event,
 )
 from catalog.validation import (
+    clean_description,
     clean_id,
     clean_name,
     clean_price,
     clean_quantity,
+    clean_related_ids,
     clean_reputation,
     clean_slug,
-    clean_text,
 )
-
-MAX_RECOMMENDATIONS = 20
-MAX_DESCRIPTION = 20_000
 
 
 def _locked_seller(seller_id: Any) -> Seller:
@@ -57,16 +55,6 @@ def _locked_product(product_id: Any) -> Product:
     if product is None:
         raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
     return product
-
-
-def _clean_description(value: Any) -> str:
-    return clean_text(
-        value,
-        field="description",
-        min_length=0,
-        max_length=MAX_DESCRIPTION,
-        message="Description must be at most 20,000 characters.",
-    )
 
 
 def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -> Seller:
@@ -107,7 +95,7 @@ def product_create(
 ) -> Product:
     name = clean_name(name)
     price = clean_price(price)
-    description = _clean_description(description)
+    description = clean_description(description)
     stock_quantity = clean_quantity(stock_quantity)
     slug = clean_slug(slug if slug is not None else (slugify(name)[:200] or "product"))
     with transaction.atomic():
@@ -158,7 +146,7 @@ def product_change_details(
 ) -> Product:
     new_name = clean_name(name) if name is not None else None
     new_slug = clean_slug(slug) if slug is not None else None
-    new_description = _clean_description(description) if description is not None else None
+    new_description = clean_description(description) if description is not None else None
     with transaction.atomic():
         product = _locked_product(product_id)
         before = (product.name, product.slug, product.description, product.is_active)
@@ -226,25 +214,11 @@ def product_change_stock(*, product_id: int, quantity: int) -> Product:
     return product
 
 
-def _clean_related_ids(product_id: int, related_ids: Sequence[Any]) -> tuple[int, ...]:
-    if isinstance(related_ids, str | bytes) or not isinstance(related_ids, Sequence):
-        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
-    cleaned = tuple(clean_id(value) for value in related_ids)
-    if (
-        len(cleaned) > MAX_RECOMMENDATIONS
-        or None in cleaned
-        or len(set(cleaned)) != len(cleaned)
-        or product_id in cleaned
-    ):
-        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
-    return tuple(value for value in cleaned if value is not None)
-
-
 def product_set_recommendations(*, product_id: int, related_ids: Sequence[int]) -> Product:
     """Replace the product's "also bought" list with ``related_ids``, in that order."""
     with transaction.atomic():
         product = _locked_product(product_id)
-        wanted = _clean_related_ids(product.pk, related_ids)
+        wanted = clean_related_ids(product.pk, related_ids)
         current = tuple(
             Recommendation.objects.filter(product=product)
             .order_by("rank")

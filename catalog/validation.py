@@ -1,6 +1,7 @@
 """Checks shared by the services. Each raises ``InvalidInput`` with a field."""
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -8,6 +9,8 @@ from catalog import errors
 from catalog.errors import InvalidInput
 
 MAX_INT32 = 2_147_483_647
+MAX_DESCRIPTION = 20_000
+MAX_RECOMMENDATIONS = 20
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,220}$")
 
 
@@ -29,6 +32,16 @@ def clean_name(value: Any, *, field: str = "name") -> str:
     return clean_text(value, field=field, min_length=1, max_length=200, message=errors.NAME_INVALID)
 
 
+def clean_description(value: Any) -> str:
+    return clean_text(
+        value,
+        field="description",
+        min_length=0,
+        max_length=MAX_DESCRIPTION,
+        message="Description must be at most 20,000 characters.",
+    )
+
+
 def clean_slug(value: Any) -> str:
     if not isinstance(value, str) or not _SLUG.match(value):
         raise InvalidInput(errors.SLUG_INVALID, field="slug")
@@ -46,11 +59,10 @@ def clean_decimal(
         raise InvalidInput(message, field=field) from None
     if not amount.is_finite():
         raise InvalidInput(message, field=field)
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and amount != amount.quantize(Decimal("0.01")):
-        raise InvalidInput(message, field=field)
     too_low = amount <= minimum if strict_min else amount < minimum
     if too_low or amount > maximum:
+        raise InvalidInput(message, field=field)
+    if amount != amount.quantize(Decimal("0.01")):
         raise InvalidInput(message, field=field)
     return amount.quantize(Decimal("0.01"))
 
@@ -96,3 +108,21 @@ def clean_id(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if 0 < value <= 2**63 - 1 else None
+
+
+def clean_related_ids(product_id: int, related_ids: Sequence[Any]) -> tuple[int, ...]:
+    """Up to MAX_RECOMMENDATIONS distinct ids of products other than ``product_id``.
+
+    Whether those products exist is for the caller to check.
+    """
+    if isinstance(related_ids, str | bytes) or not isinstance(related_ids, Sequence):
+        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
+    cleaned = tuple(clean_id(value) for value in related_ids)
+    if (
+        len(cleaned) > MAX_RECOMMENDATIONS
+        or None in cleaned
+        or len(set(cleaned)) != len(cleaned)
+        or product_id in cleaned
+    ):
+        raise InvalidInput(errors.RECOMMENDATION_INVALID, field="related_ids")
+    return tuple(value for value in cleaned if value is not None)

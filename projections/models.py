@@ -21,8 +21,8 @@ class CurrentTransactionId(models.Func):
 
     def as_sqlite(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
-    ) -> tuple[str, list[Any]]:
-        return "0", []
+    ) -> tuple[str, tuple[Any, ...]]:
+        return "0", ()
 
 
 class TransactionIdField(models.BigIntegerField):

@@ -5,9 +5,9 @@ aggregate (the product for a new review, the review otherwise); see
 ``catalog.services`` for why that order matters to the event log.
 """
 
-from typing import Any
+from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -32,10 +32,10 @@ def clean_body(value: Any) -> str:
     )
 
 
-def _require_user(user: Any) -> AbstractBaseUser:
+def _require_user(user: Any) -> User:
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         raise NotAllowed("Sign in to do this.")
-    return user
+    return cast(User, user)
 
 
 def _locked_review(review_id: Any) -> Review:
