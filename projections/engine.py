@@ -188,13 +188,17 @@ def run_batch(
     """
     owner = owner or default_owner()
     size = batch_size or settings.PROJECTION_BATCH_SIZE
-    partitions = projection_class.partition_count()
     batch: list[StoredEvent] = []
     try:
         with transaction.atomic(using=READ_DB):
             checkpoint = _lock_checkpoint(projection_class.name, partition)
-            if checkpoint is None:
+            if checkpoint is None and _checkpoint_exists(projection_class.name, partition):
                 return BatchResult(Outcome.BUSY)
+            if checkpoint is None:
+                ensure_checkpoints(projection_class)
+                checkpoint = Checkpoint.objects.select_for_update().get(
+                    projector=projection_class.name, partition=partition
+                )
             start = _checkpoint_position(checkpoint)
             if checkpoint.halted_at_position is not None:
                 return BatchResult(Outcome.HALTED, position=start)
@@ -205,11 +209,15 @@ def run_batch(
                 return BatchResult(Outcome.BUSY, position=start)
             if not batch:
                 return BatchResult(Outcome.IDLE, position=start)
-            _apply_all(projection_class(partition, partitions), batch)
+            _apply_all(projection_class(partition, projection_class.partition_count()), batch)
             _advance(checkpoint, batch, owner)
             return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position)
     except _HandlerFailed as failure:
         return _recover(projection_class, partition, batch, failure, owner=owner)
+
+
+def _checkpoint_exists(name: str, partition: int) -> bool:
+    return Checkpoint.objects.filter(projector=name, partition=partition).exists()
 
 
 def _recover(

@@ -1,5 +1,78 @@
-"""Celery tasks: wake-up calls for the projectors (filled in with the engine)."""
+"""Celery tasks: wake-up calls for the projectors.
+
+A message only says "look at the log": the task reads from the partition's
+checkpoint in the read database. Losing a message delays projection until
+the next nudge or sweep; it never loses an event. A pending flag per
+partition in Redis keeps at most one wake-up queued for it.
+"""
+
+import logging
+import time
+from functools import cache
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+from projections.engine import Outcome, ensure_checkpoints, mark_retried_resolved, run_batch
+from projections.projectors import PROJECTIONS
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
+PENDING_SECONDS = 10
+TASK_BUDGET_SECONDS = 5.0
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.CELERY_BROKER_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+    )
+
+
+def wake_partitions() -> int:
+    """Queue a projection task for every partition that has none queued."""
+    queued = 0
+    for name, projection in PROJECTIONS.items():
+        for partition in range(projection.partition_count()):
+            key = PENDING_KEY.format(name=name, partition=partition)
+            if _redis().set(key, 1, nx=True, ex=PENDING_SECONDS):
+                project_partition.apply_async((name, partition), retry=False)
+                queued += 1
+    return queued
 
 
 def nudge_after_commit() -> None:
-    return None
+    """Run by the command side after its transaction commits; never raises."""
+    try:
+        wake_partitions()
+    except Exception:  # the broker may be down: the sweep will catch up
+        logger.warning("Could not nudge the projectors; the sweep will catch up.", exc_info=True)
+
+
+@shared_task(name="projections.tasks.sweep", ignore_result=True)
+def sweep() -> int:
+    """Beat runs this every few seconds, so a lost wake-up only delays."""
+    for projection in PROJECTIONS.values():
+        ensure_checkpoints(projection)
+    return wake_partitions()
+
+
+@shared_task(name="projections.tasks.project_partition", ignore_result=True)
+def project_partition(name: str, partition: int) -> int:
+    """Apply batches on one partition until it is caught up or the budget is spent."""
+    _redis().delete(PENDING_KEY.format(name=name, partition=partition))
+    projection = PROJECTIONS[name]
+    deadline = time.monotonic() + TASK_BUDGET_SECONDS
+    applied = 0
+    while time.monotonic() < deadline:
+        result = run_batch(projection, partition)
+        applied += result.applied
+        if result.applied:
+            mark_retried_resolved(name, partition, result.position)
+        if result.outcome is not Outcome.APPLIED:
+            return applied
+    if _redis().set(PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=10):
+        project_partition.apply_async((name, partition), retry=False)
+    return applied

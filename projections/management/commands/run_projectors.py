@@ -1,0 +1,35 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from projections.projectors import PROJECTIONS
+from projections.runner import ProjectorLoop
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the projectors: apply new events to the read models until stopped "
+        "(SIGTERM/SIGINT stop it after the current batch)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("names", nargs="*", help=f"Projectors to run: {', '.join(PROJECTIONS)}")
+        parser.add_argument("--once", action="store_true", help="Catch up once, then exit.")
+        parser.add_argument("--batch-size", type=int, default=None)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        unknown = set(options["names"]) - set(PROJECTIONS)
+        if unknown:
+            raise CommandError(f"Unknown projectors: {', '.join(sorted(unknown))}")
+        names = options["names"] or list(PROJECTIONS)
+        if options["batch_size"] is not None and options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        loop = ProjectorLoop([PROJECTIONS[name] for name in names], batch_size=options["batch_size"])
+        if options["once"]:
+            applied = loop.run_once()
+            self.stdout.write(f"Applied {applied} events.")
+            return
+        loop.install_signal_handlers()
+        self.stdout.write(f"Projecting {', '.join(names)} as {loop.owner}. Ctrl-C stops.")
+        loop.run_forever()
+        self.stdout.write("Stopped.")

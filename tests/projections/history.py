@@ -1,0 +1,144 @@
+"""Random command histories, run through the real services."""
+
+import random
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+
+from catalog import services as catalog
+from catalog.errors import DomainError
+from catalog.models import Product, Seller
+from projections.models import (
+    Checkpoint,
+    ParkedEvent,
+    ProductFacts,
+    ProductReadModel,
+    RelatedLink,
+    ReviewReadModel,
+    SellerFacts,
+    SellerReadModel,
+)
+from projections.truth import (
+    PRODUCT_FIELDS,
+    SELLER_FIELDS,
+    actual_products,
+    actual_sellers,
+    drift,
+    expected_products,
+    expected_sellers,
+)
+from reviews import services as reviews
+from reviews.models import Review
+
+READ_MODELS = (
+    ProductReadModel,
+    SellerReadModel,
+    ReviewReadModel,
+    RelatedLink,
+    ProductFacts,
+    SellerFacts,
+    Checkpoint,
+    ParkedEvent,
+)
+
+
+def wipe_read_side() -> None:
+    for model in READ_MODELS:
+        model.objects.all().delete()
+
+
+def seed_catalog(rng: random.Random, *, sellers: int = 3, products: int = 12) -> None:
+    for n in range(sellers):
+        catalog.seller_register(name=f"Seller {n}", reputation=Decimal(rng.randint(0, 500)) / 100)
+    seller_ids = list(Seller.objects.values_list("pk", flat=True))
+    for n in range(products):
+        catalog.product_create(
+            seller_id=rng.choice(seller_ids),
+            name=f"Product {n}",
+            slug=f"product-{n}-{rng.randrange(10**9)}",
+            price=Decimal(rng.randint(100, 99999)) / 100,
+            stock_quantity=rng.randint(0, 30),
+        )
+
+
+def random_command(rng: random.Random, users: list) -> None:
+    product_ids = list(Product.objects.values_list("pk", flat=True))
+    seller_ids = list(Seller.objects.values_list("pk", flat=True))
+    roll = rng.random()
+    try:
+        if roll < 0.40:
+            reviews.review_add(
+                product_id=rng.choice(product_ids),
+                author=rng.choice(users),
+                rating=rng.randint(1, 5),
+                body=f"Review text {rng.randrange(10**6)}",
+            )
+        elif roll < 0.50:
+            review = Review.objects.filter(is_hidden=False).order_by("?").first()
+            if review:
+                reviews.review_edit(
+                    review_id=review.pk,
+                    author=review.author,
+                    rating=rng.randint(1, 5),
+                    body=f"Edited text {rng.randrange(10**6)}",
+                )
+        elif roll < 0.56:
+            review = Review.objects.order_by("?").first()
+            if review:
+                reviews.review_remove(review_id=review.pk, author=review.author)
+        elif roll < 0.62:
+            review = Review.objects.filter(is_hidden=False).order_by("?").first()
+            staff = next(user for user in users if user.is_staff)
+            if review:
+                reviews.review_hide(review_id=review.pk, moderator=staff)
+        elif roll < 0.72:
+            catalog.product_change_price(
+                product_id=rng.choice(product_ids), price=Decimal(rng.randint(100, 99999)) / 100
+            )
+        elif roll < 0.80:
+            catalog.product_change_stock(
+                product_id=rng.choice(product_ids), quantity=rng.randint(0, 12)
+            )
+        elif roll < 0.88:
+            product_id = rng.choice(product_ids)
+            others = [pk for pk in product_ids if pk != product_id]
+            catalog.product_set_recommendations(
+                product_id=product_id, related_ids=rng.sample(others, rng.randint(0, 4))
+            )
+        elif roll < 0.93:
+            catalog.seller_change_reputation(
+                seller_id=rng.choice(seller_ids), reputation=Decimal(rng.randint(0, 500)) / 100
+            )
+        elif roll < 0.97:
+            catalog.product_change_details(
+                product_id=rng.choice(product_ids),
+                name=f"Renamed {rng.randrange(10**6)}",
+                is_active=rng.random() < 0.85,
+            )
+        else:
+            catalog.product_create(
+                seller_id=rng.choice(seller_ids),
+                name=f"Late product {rng.randrange(10**6)}",
+                slug=f"late-{rng.randrange(10**9)}",
+                price=Decimal(rng.randint(100, 9999)) / 100,
+            )
+    except DomainError:
+        pass  # a refused command (a duplicate review, a hidden review) is part of life
+
+
+def make_users(count: int = 8) -> list:
+    model = get_user_model()
+    users = [model.objects.create_user(username=f"shopper{n}") for n in range(count)]
+    users.append(model.objects.create_user(username="moderator", is_staff=True))
+    return users
+
+
+def assert_exact() -> None:
+    product_drift = drift(expected_products(), actual_products(), PRODUCT_FIELDS)
+    seller_drift = drift(expected_sellers(), actual_sellers(), SELLER_FIELDS)
+    assert product_drift == {}, f"product rows drifted: {product_drift}"
+    assert seller_drift == {}, f"seller rows drifted: {seller_drift}"
+
+
+def snapshot() -> tuple[dict, dict]:
+    return actual_products(), actual_sellers()

@@ -1,0 +1,249 @@
+import random
+import threading
+import time
+
+import pytest
+from django.db import close_old_connections, connections
+
+from projections import engine
+from projections.engine import Outcome, project_all, retry_parked, run_batch, skip_parked
+from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
+from projections.projectors import PROJECTIONS
+from projections.projectors.products import ProductProjection
+from tests.projections.history import (
+    assert_exact,
+    make_users,
+    random_command,
+    seed_catalog,
+    snapshot,
+    wipe_read_side,
+)
+
+both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+
+def project_in_random_batches(rng: random.Random) -> None:
+    for projection in PROJECTIONS.values():
+        engine.ensure_checkpoints(projection)
+        for partition in range(projection.partition_count()):
+            while run_batch(projection, partition, batch_size=rng.randint(1, 40)).applied:
+                pass
+
+
+@both_databases
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_of_any_size_equal_one_by_one_equal_the_truth(seed):
+    rng = random.Random(seed)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(160):
+        random_command(rng, users)
+        if rng.random() < 0.1:
+            project_in_random_batches(rng)  # projection interleaved with commands
+    project_in_random_batches(rng)
+    assert_exact()
+    in_random_batches = snapshot()
+
+    wipe_read_side()
+    project_all(batch_size=1)
+    assert snapshot() == in_random_batches
+    assert_exact()
+
+
+@both_databases
+def test_applying_a_batch_again_changes_nothing(settings):
+    rng = random.Random(7)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(60):
+        random_command(rng, users)
+    project_all()
+    before = snapshot()
+    checkpoint = Checkpoint.objects.get(projector="products", partition=0)
+    from projections.eventlog import START, read_events
+
+    already_applied = read_events(START, 50)
+    result = run_batch(ProductProjection, 0, events=already_applied)
+    assert result.outcome is Outcome.BUSY
+    assert result.applied == 0
+    assert snapshot() == before
+    assert Checkpoint.objects.get(pk=checkpoint.pk).position == checkpoint.position
+
+
+@both_databases
+def test_a_crash_between_the_row_writes_and_the_checkpoint_counts_once(monkeypatch):
+    rng = random.Random(11)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(40):
+        random_command(rng, users)
+
+    engine.ensure_checkpoints(ProductProjection)
+    real_advance = engine._advance
+
+    def crash_after_writing(checkpoint, events, owner):
+        raise SystemExit("worker killed after its row writes, before its checkpoint")
+
+    monkeypatch.setattr(engine, "_advance", crash_after_writing)
+    with pytest.raises(SystemExit):
+        run_batch(ProductProjection, 0)
+    assert Checkpoint.objects.get(projector="products", partition=0).position == 0
+    assert not ProductReadModel.objects.filter(partition=0).exists()
+
+    monkeypatch.setattr(engine, "_advance", real_advance)
+    project_all()
+    assert_exact()
+
+
+@both_databases
+def test_a_poison_event_parks_halts_its_partition_only_and_can_be_retried(monkeypatch, settings):
+    settings.PROJECTION_MAX_ATTEMPTS = 3
+    rng = random.Random(5)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(30):
+        random_command(rng, users)
+    from catalog.services import product_change_stock
+
+    victim = Event.objects.filter(event_type="ProductCreated").order_by("position")[3]
+    victim_product = victim.payload["product_id"]
+    product_change_stock(product_id=victim_product, quantity=3)
+    poison = Event.objects.filter(event_type="StockChanged").order_by("-position").first()
+    halted_partition = victim_product % settings.PROJECTION_PARTITIONS
+
+    real_handler = ProductProjection.stock_changed
+
+    def failing_handler(self, event):
+        if event.position == poison.position and self.owns(victim_product):
+            raise ValueError("poison")
+        real_handler(self, event)
+
+    monkeypatch.setattr(ProductProjection, "stock_changed", failing_handler)
+    for _ in range(5):
+        project_all()
+    parked = ParkedEvent.objects.get()
+    assert (parked.partition, parked.position, parked.attempts) == (
+        halted_partition,
+        poison.position,
+        3,
+    )
+    assert "ValueError: poison" in parked.traceback
+    halted = Checkpoint.objects.get(projector="products", partition=halted_partition)
+    assert halted.halted_at_position == poison.position
+    # Every other partition went on to the end of the log.
+    for checkpoint in Checkpoint.objects.exclude(pk=halted.pk):
+        assert checkpoint.position == Event.objects.latest("position").position
+    # The halted partition stopped right before the poison event.
+    assert halted.position < poison.position
+
+    monkeypatch.setattr(ProductProjection, "stock_changed", real_handler)
+    retry_parked(parked.pk)
+    project_all()
+    parked.refresh_from_db()
+    assert parked.status == ParkedEvent.Status.RESOLVED
+    assert_exact()
+
+
+@both_databases
+def test_skipping_a_parked_event_moves_its_partition_past_it(monkeypatch, settings):
+    settings.PROJECTION_MAX_ATTEMPTS = 1
+    rng = random.Random(6)
+    seed_catalog(rng, products=4)
+    from catalog.services import product_change_stock
+
+    product_id = Event.objects.filter(event_type="ProductCreated").first().payload["product_id"]
+    product_change_stock(product_id=product_id, quantity=0)
+    product_change_stock(product_id=product_id, quantity=9)
+
+    def always_fails(self, event):
+        if self.owns(product_id):
+            raise RuntimeError("broken handler")
+
+    monkeypatch.setattr(ProductProjection, "stock_changed", always_fails)
+    project_all()
+    parked = ParkedEvent.objects.get()
+    assert parked.payload["quantity"] == 0
+    monkeypatch.undo()
+    skip_parked(parked.pk)
+    project_all()
+    row = ProductReadModel.objects.get(pk=product_id)
+    assert row.stock_quantity == 9  # the skipped event stays unapplied; later ones apply
+    parked.refresh_from_db()
+    assert parked.status == ParkedEvent.Status.SKIPPED
+
+
+@pytest.mark.postgres
+@both_databases
+def test_two_workers_never_apply_the_same_partition_at_once(monkeypatch):
+    rng = random.Random(9)
+    seed_catalog(rng, products=8)
+    engine.ensure_checkpoints(ProductProjection)
+    inside = threading.Event()
+    release = threading.Event()
+    real_prepare = ProductProjection.prepare
+
+    def slow_prepare(self, events):
+        inside.set()
+        release.wait(10)
+        real_prepare(self, events)
+
+    monkeypatch.setattr(ProductProjection, "prepare", slow_prepare)
+    results = {}
+
+    def first_worker():
+        try:
+            results["first"] = run_batch(ProductProjection, 0, owner="first")
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_worker)
+    thread.start()
+    assert inside.wait(10)
+    monkeypatch.setattr(ProductProjection, "prepare", real_prepare)
+    results["second"] = run_batch(ProductProjection, 0, owner="second")
+    release.set()
+    thread.join(10)
+    close_old_connections()
+    assert results["second"].outcome is Outcome.BUSY
+    assert results["first"].outcome is Outcome.APPLIED
+    assert Checkpoint.objects.get(projector="products", partition=0).owner == "first"
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_transaction_still_open_holds_back_every_event_after_it():
+    """The horizon in practice: an event committed after a still-open transaction's
+    waits for it, and then both are applied, none skipped."""
+    rng = random.Random(3)
+    seed_catalog(rng, products=2)
+    project_all()
+    product_ids = list(ProductReadModel.objects.values_list("pk", flat=True))
+    from catalog.services import product_change_stock
+
+    started = threading.Event()
+    finish = threading.Event()
+
+    def slow_writer():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                product_change_stock(product_id=product_ids[0], quantity=1)
+                started.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert started.wait(10)
+    product_change_stock(product_id=product_ids[1], quantity=2)
+    project_all()
+    assert ProductReadModel.objects.get(pk=product_ids[1]).stock_quantity != 2
+    finish.set()
+    thread.join(10)
+    time.sleep(0.05)
+    project_all()
+    assert ProductReadModel.objects.get(pk=product_ids[0]).stock_quantity == 1
+    assert ProductReadModel.objects.get(pk=product_ids[1]).stock_quantity == 2
+    assert_exact()
