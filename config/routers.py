@@ -28,7 +28,7 @@ READ_MODEL_NAMES = frozenset(
 )
 
 
-def is_read_model(model: type[Model]) -> bool:
+def is_read_model(model: type[Model] | Model) -> bool:
     return (model._meta.app_label, model._meta.model_name) in READ_MODEL_NAMES
 
 
@@ -40,7 +40,8 @@ class ReadModelRouter:
         return READ_DB if is_read_model(model) else WRITE_DB
 
     def allow_relation(self, obj1: Model, obj2: Model, **hints: Any) -> bool | None:
-        return is_read_model(type(obj1)) == is_read_model(type(obj2))
+        # Not type(obj): request.user is a lazy proxy whose type is not the model's.
+        return is_read_model(obj1) == is_read_model(obj2)
 
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any

@@ -7,7 +7,7 @@ aggregate (the product for a new review, the review otherwise); see
 
 from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -18,6 +18,9 @@ from catalog.signals import send_event
 from catalog.validation import clean_id, clean_text, clean_whole_number
 from reviews.models import MAX_BODY, MIN_BODY, Review
 from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
+
+# Whoever sent the command, signed in or not (``request.user``); each command checks.
+Actor = AbstractBaseUser | AnonymousUser
 
 
 def clean_rating(value: Any) -> int:
@@ -50,7 +53,7 @@ def _locked_review(review_id: Any) -> Review:
     return review
 
 
-def review_add(*, product_id: int, author: AbstractBaseUser, rating: int, body: str) -> Review:
+def review_add(*, product_id: int, author: Actor, rating: int, body: str) -> Review:
     author = _require_user(author)
     rating = clean_rating(rating)
     body = clean_body(body)
@@ -86,7 +89,7 @@ def review_add(*, product_id: int, author: AbstractBaseUser, rating: int, body: 
 
 
 def review_edit(
-    *, review_id: int, author: AbstractBaseUser, rating: int | None = None, body: str | None = None
+    *, review_id: int, author: Actor, rating: int | None = None, body: str | None = None
 ) -> Review:
     author = _require_user(author)
     new_rating = clean_rating(rating) if rating is not None else None
@@ -119,7 +122,7 @@ def review_edit(
     return review
 
 
-def review_remove(*, review_id: int, author: AbstractBaseUser) -> None:
+def review_remove(*, review_id: int, author: Actor) -> None:
     """The author deletes their review; they may write a new one afterwards."""
     author = _require_user(author)
     with transaction.atomic():
@@ -137,7 +140,7 @@ def review_remove(*, review_id: int, author: AbstractBaseUser) -> None:
         send_event(event)
 
 
-def review_hide(*, review_id: int, moderator: AbstractBaseUser) -> Review:
+def review_hide(*, review_id: int, moderator: Actor) -> Review:
     """Staff moderation: the review stays in the write model but stops counting."""
     moderator = _require_user(moderator)
     if not getattr(moderator, "is_staff", False):
