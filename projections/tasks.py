@@ -20,7 +20,7 @@ from projections.projectors import PROJECTIONS
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
-PENDING_SECONDS = 10
+PENDING_SECONDS = 5
 TASK_BUDGET_SECONDS = 5.0
 
 
@@ -73,6 +73,6 @@ def project_partition(name: str, partition: int) -> int:
             mark_retried_resolved(name, partition, result.position)
         if result.outcome is not Outcome.APPLIED:
             return applied
-    if _redis().set(PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=10):
+    if _redis().set(PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=PENDING_SECONDS):
         project_partition.apply_async((name, partition), retry=False)
     return applied

@@ -58,6 +58,7 @@ class ProductProjection(Projection):
         self.rows: dict[int, ProductReadModel] = {}
         self.sources_of: dict[int, set[int]] = defaultdict(set)
         self.reviews: dict[int, ReviewReadModel] = {}
+        self.dirty_reviews: set[int] = set()
         self.deleted_reviews: set[int] = set()
         self.dirty_rows: set[int] = set()
         self.dirty_facts: set[int] = set()
@@ -84,7 +85,9 @@ class ProductProjection(Projection):
                 seller_ids.add(payload["seller_id"])
             if event.event_type == "SellerReputationChanged":
                 fanned_sellers.add(payload["seller_id"])
-            if event.event_type in {"ReviewEdited", "ReviewRemoved"}:
+            if event.event_type in {"ReviewEdited", "ReviewRemoved"} and self.owns(
+                payload["product_id"]
+            ):
                 review_ids.add(payload["review_id"])
         self._load_facts(product_ids, seller_ids)
         self._load_links(product_ids)
@@ -271,7 +274,7 @@ class ProductProjection(Projection):
                 edited_at=None,
             )
             self.reviews[review.review_id] = review
-            self.deleted_reviews.discard(review.review_id)
+            self.dirty_reviews.add(review.review_id)
             row.recent_reviews = shaping.newest_reviews(
                 [self._review_entry(review), *row.recent_reviews]
             )
@@ -289,6 +292,7 @@ class ProductProjection(Projection):
             review.rating = payload["rating"]
             review.body = payload["body"]
             review.edited_at = payload["edited_at"]
+            self.dirty_reviews.add(review.review_id)
             row.recent_reviews = [
                 self._review_entry(review) if entry["id"] == review.review_id else entry
                 for entry in row.recent_reviews
@@ -306,6 +310,7 @@ class ProductProjection(Projection):
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is not None:
             self.reviews.pop(payload["review_id"], None)
+            self.dirty_reviews.discard(payload["review_id"])
             self.deleted_reviews.add(payload["review_id"])
             if any(entry["id"] == payload["review_id"] for entry in row.recent_reviews):
                 self.refill_recent.add(product_id)
@@ -409,7 +414,7 @@ class ProductProjection(Projection):
         if self.deleted_reviews:
             ReviewReadModel.objects.filter(review_id__in=self.deleted_reviews).delete()
         ReviewReadModel.objects.bulk_create(
-            sorted(self.reviews.values(), key=lambda review: review.review_id),
+            [self.reviews[pk] for pk in sorted(self.dirty_reviews)],
             update_conflicts=True,
             unique_fields=["review_id"],
             update_fields=["rating", "body", "edited_at"],

@@ -133,11 +133,23 @@ def make_users(count: int = 8) -> list:
     return users
 
 
+def _explain(expected: dict, actual: dict, found: dict) -> str:
+    lines = []
+    for pk, fields in list(found.items())[:3]:
+        for field in fields[:3]:
+            want = expected.get(pk, {}).get(field, "<missing row>")
+            got = actual.get(pk, {}).get(field, "<missing row>")
+            lines.append(f"  {pk}.{field}: expected {want!r}, projected {got!r}")
+    return "\n".join(lines)
+
+
 def assert_exact() -> None:
-    product_drift = drift(expected_products(), actual_products(), PRODUCT_FIELDS)
-    seller_drift = drift(expected_sellers(), actual_sellers(), SELLER_FIELDS)
-    assert product_drift == {}, f"product rows drifted: {product_drift}"
-    assert seller_drift == {}, f"seller rows drifted: {seller_drift}"
+    for expected, actual, fields in (
+        (expected_products(), actual_products(), PRODUCT_FIELDS),
+        (expected_sellers(), actual_sellers(), SELLER_FIELDS),
+    ):
+        found = drift(expected, actual, fields)
+        assert found == {}, f"rows drifted: {found}\n{_explain(expected, actual, found)}"
 
 
 def snapshot() -> tuple[dict, dict]:
