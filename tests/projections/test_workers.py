@@ -186,7 +186,11 @@ def test_run_projectors_stops_cleanly_on_sigterm_and_its_successor_finishes(
     loop = start_run_projectors(env, tmp_path / "loop.log")
     writer = Writer(seed=52, users=users)
     writer.start()
-    time.sleep(2)
+    log = tmp_path / "loop.log"
+    deadline = time.monotonic() + 30
+    while "Projecting" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # its signal handlers are installed once it says so
+    time.sleep(1)
     kill(loop, signal.SIGTERM)
     assert loop.returncode == 0, (tmp_path / "loop.log").read_text()
     assert "Stopped." in (tmp_path / "loop.log").read_text()
