@@ -1,9 +1,41 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from catalog.apis import ProductPriceView, ProductStockView
+from projections.api import ProductDetailView, ProductListView, SellerDetailView
+from projections.health import healthz
+from reviews.apis import ReviewCreateView, ReviewDetailView
+
+api = [
+    path("api/products/", ProductListView.as_view(), name="api-product-list"),
+    path("api/products/<int:product_id>/", ProductDetailView.as_view(), name="api-product-detail"),
+    path("api/sellers/<int:seller_id>/", SellerDetailView.as_view(), name="api-seller-detail"),
+    path("api/reviews/", ReviewCreateView.as_view(), name="api-review-create"),
+    path("api/reviews/<int:review_id>/", ReviewDetailView.as_view(), name="api-review-detail"),
+    path(
+        "api/products/<int:product_id>/price/",
+        ProductPriceView.as_view(),
+        name="api-product-price",
+    ),
+    path(
+        "api/products/<int:product_id>/stock/",
+        ProductStockView.as_view(),
+        name="api-product-stock",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+pages = [
+    path("healthz", healthz, name="healthz"),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    *api,
+    *pages,
 ]

@@ -1,0 +1,316 @@
+"""The read-only query API. Every view reads alias ``read`` and nothing else:
+no authentication (the user table lives on ``default``), one selector call,
+one output serializer.
+
+A query may carry a consistency token from a command (``X-Consistency-Token``
+or ``?consistency_token=``); it then waits, briefly, until the read model has
+applied that position, and says ``X-Read-Model-Stale: true`` if it had to
+answer before.
+"""
+
+import hashlib
+from typing import Any
+
+from django.utils.cache import get_conditional_response
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import BasePagination
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.views import APIView
+
+from projections import consistency, selectors
+from projections.eventlog import LogPosition
+from projections.serializers import (
+    FIELD_ERRORS_SCHEMA,
+    FILTER_NAMES,
+    PAGE_NAMES,
+    ErrorSerializer,
+    PageQuerySerializer,
+    ProductDetailSerializer,
+    ProductListItemSerializer,
+    ProductListQuerySerializer,
+    SellerSerializer,
+    query_data,
+)
+
+CONSISTENCY_HEADER = "X-Consistency-Token"
+CONSISTENCY_PARAM = "consistency_token"
+STALE_HEADER = "X-Read-Model-Stale"
+MALFORMED_CONSISTENCY = (
+    "Malformed consistency token: expected '<transaction id>-<position>' as a command answered it."
+)
+PRODUCT_NOT_FOUND = "No such product."
+SELLER_NOT_FOUND = "No such seller."
+ETAG_VERSION = "v1"
+
+
+def requested_token(request: Request) -> LogPosition | None:
+    """The consistency token the query carries, or None; a malformed one is a 400."""
+    raw = request.headers.get(CONSISTENCY_HEADER) or request.query_params.get(CONSISTENCY_PARAM)
+    if not raw:
+        return None
+    try:
+        token = LogPosition.from_token(raw)
+    except ValueError:
+        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]}) from None
+    if max(token.transaction_id, token.position) > selectors.MAX_ID:
+        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
+    return token
+
+
+def strong_etag(*parts: object) -> str:
+    digest = hashlib.blake2b(
+        "|".join(map(str, (ETAG_VERSION, *parts))).encode(), digest_size=12
+    ).hexdigest()
+    return f'"{digest}"'
+
+
+class QueryView(APIView):
+    """A public, read-only JSON endpoint on the read database."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = ()
+    renderer_classes = (JSONRenderer,)
+    http_method_names = ["get", "head", "options"]
+    projector = consistency.PRODUCTS
+    read_model_stale = False
+
+    def wait_for_requested_token(self, request: Request) -> None:
+        token = requested_token(request)
+        if token is not None:
+            self.read_model_stale = not consistency.wait_for(token, self.projector)
+
+    def conditional(self, request: Request, etag: str, body: Any) -> Response:
+        """``body`` with its ETag, or 304 (412) when the request's conditions say so."""
+        precondition = get_conditional_response(request._request, etag=etag)
+        if precondition is None:
+            response = Response(body)
+        else:
+            response = Response(status=precondition.status_code)
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        return response
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.read_model_stale:
+            response[STALE_HEADER] = "true"
+        return response
+
+
+class ProductCursorPagination(BasePagination):
+    """Keyset pages over one of the list's orderings (see ``projections.selectors``)."""
+
+    cursor_query_param = "cursor"
+    page_size_query_param = "page_size"
+
+    def link(self, request: Request, cursor: selectors.Cursor | None) -> str | None:
+        if cursor is None:
+            return None
+        url = remove_query_param(request.build_absolute_uri(), CONSISTENCY_PARAM)
+        return replace_query_param(url, self.cursor_query_param, cursor.encode())
+
+    def paginated(self, request: Request, page: selectors.ProductPage, results: Any) -> Response:
+        return Response(
+            {
+                "next": self.link(request, page.next_cursor),
+                "previous": self.link(request, page.previous_cursor),
+                "results": results,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {
+                "next": {**link, "description": "The next page, or null on the last one."},
+                "previous": {**link, "description": "The page before, or null on the first."},
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Opaque page position from a `next` or `previous` link. "
+                "It belongs to one ordering: change the ordering and start over.",
+                "schema": {"type": "string", "maxLength": 600},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Products per page.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+            },
+        ]
+
+
+def consistency_parameters(*answers: int) -> list[OpenApiParameter]:
+    """The consistency token (header or query) and the stale header on ``answers``."""
+    return [
+        OpenApiParameter(
+            CONSISTENCY_HEADER,
+            str,
+            OpenApiParameter.HEADER,
+            description="A `consistency_token` from a command. The query waits (up to 2 s by "
+            "default) until the read model has applied that write, so you read your own "
+            "writes. Format `<transaction id>-<position>`.",
+            pattern=r"^\d+-\d+$",
+        ),
+        OpenApiParameter(
+            CONSISTENCY_PARAM,
+            str,
+            OpenApiParameter.QUERY,
+            description=f"Same as the `{CONSISTENCY_HEADER}` header, for clients without headers.",
+            pattern=r"^\d+-\d+$",
+        ),
+        OpenApiParameter(
+            STALE_HEADER,
+            str,
+            OpenApiParameter.HEADER,
+            enum=["true"],
+            description="Present when the query carried a consistency token and the read model "
+            "had not applied it when the wait ran out: the answer may not show that write yet.",
+            response=list(answers),
+        ),
+    ]
+
+
+CONDITIONAL_PARAMETERS = [
+    OpenApiParameter(
+        "If-None-Match",
+        str,
+        OpenApiParameter.HEADER,
+        description="An `ETag` from an earlier answer: 304 with no body if it still matches.",
+    ),
+    OpenApiParameter(
+        "ETag",
+        str,
+        OpenApiParameter.HEADER,
+        description="Strong entity tag of this version of the row.",
+        response=[200, 304],
+    ),
+]
+BAD_QUERY = OpenApiResponse(FIELD_ERRORS_SCHEMA, description="A query parameter is invalid.")
+NOT_MODIFIED = OpenApiResponse(description="Not modified: the `If-None-Match` tag still matches.")
+
+
+def _id_parameter(name: str, what: str) -> OpenApiParameter:
+    return OpenApiParameter(name, int, OpenApiParameter.PATH, description=f"The {what} id.")
+
+
+class ListSchema(AutoSchema):
+    """Documents the view as a paginated list (its 200 is an ``OpenApiResponse``,
+    which hides the list serializer from drf-spectacular's guess)."""
+
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        return True
+
+
+class ProductListView(QueryView):
+    pagination_class = ProductCursorPagination
+    schema = ListSchema()
+
+    @extend_schema(
+        operation_id="products_list",
+        summary="List products",
+        description="Active products, filtered and sorted, one page at a time.",
+        parameters=[ProductListQuerySerializer, *consistency_parameters(200)],
+        responses={
+            200: OpenApiResponse(
+                ProductListItemSerializer(many=True), description="A page of products."
+            ),
+            400: BAD_QUERY,
+        },
+        tags=["products"],
+    )
+    def get(self, request: Request) -> Response:
+        query = ProductListQuerySerializer(data=query_data(request.query_params, FILTER_NAMES))
+        query.is_valid(raise_exception=True)
+        paging = PageQuerySerializer(data=query_data(request.query_params, PAGE_NAMES))
+        paging.is_valid(raise_exception=True)
+        ordering = query.validated_data["ordering"]
+        cursor = None
+        if "cursor" in paging.validated_data:
+            try:
+                cursor = selectors.Cursor.decode(paging.validated_data["cursor"], ordering=ordering)
+            except selectors.InvalidCursor as error:
+                raise ValidationError({"cursor": [str(error)]}) from None
+        self.wait_for_requested_token(request)
+        page = selectors.product_list(
+            filters=query.filters(),
+            ordering=ordering,
+            cursor=cursor,
+            page_size=paging.validated_data["page_size"],
+        )
+        results = ProductListItemSerializer(page.products, many=True).data
+        return ProductCursorPagination().paginated(request, page, results)
+
+
+class ProductDetailView(QueryView):
+    @extend_schema(
+        operation_id="products_retrieve",
+        summary="Get a product",
+        description="The whole product read-model row: one database query.",
+        parameters=[
+            _id_parameter("product_id", "product"),
+            *consistency_parameters(200, 304, 404),
+            *CONDITIONAL_PARAMETERS,
+        ],
+        responses={
+            200: OpenApiResponse(ProductDetailSerializer, description="The product."),
+            304: NOT_MODIFIED,
+            400: BAD_QUERY,
+            404: OpenApiResponse(ErrorSerializer, description=PRODUCT_NOT_FOUND),
+        },
+        tags=["products"],
+    )
+    def get(self, request: Request, product_id: int) -> Response:
+        self.wait_for_requested_token(request)
+        row = selectors.product_get(product_id=product_id)
+        if row is None:
+            raise NotFound(PRODUCT_NOT_FOUND)
+        etag = strong_etag(row.product_id, row.last_position, row.updated_at.isoformat())
+        return self.conditional(request, etag, ProductDetailSerializer(row).data)
+
+
+class SellerDetailView(QueryView):
+    projector = consistency.SELLERS
+
+    @extend_schema(
+        operation_id="sellers_retrieve",
+        summary="Get a seller",
+        parameters=[
+            _id_parameter("seller_id", "seller"),
+            *consistency_parameters(200, 304, 404),
+            *CONDITIONAL_PARAMETERS,
+        ],
+        responses={
+            200: OpenApiResponse(SellerSerializer, description="The seller."),
+            304: NOT_MODIFIED,
+            400: BAD_QUERY,
+            404: OpenApiResponse(ErrorSerializer, description=SELLER_NOT_FOUND),
+        },
+        tags=["sellers"],
+    )
+    def get(self, request: Request, seller_id: int) -> Response:
+        self.wait_for_requested_token(request)
+        row = selectors.seller_get(seller_id=seller_id)
+        if row is None:
+            raise NotFound(SELLER_NOT_FOUND)
+        etag = strong_etag("seller", row.seller_id, row.last_position, row.updated_at.isoformat())
+        return self.conditional(request, etag, SellerSerializer(row).data)

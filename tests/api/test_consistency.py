@@ -1,0 +1,227 @@
+import threading
+import time
+
+import pytest
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from projections import consistency
+from projections.eventlog import LogPosition
+from projections.models import Checkpoint
+from tests.api.factories import ProductRowFactory, set_checkpoints
+from tests.api.schema import assert_documented
+from tests.conftest import on_postgres
+
+both_databases = pytest.mark.django_db(databases=["default", "read"])
+threaded = pytest.mark.django_db(databases=["default", "read"], transaction=True)
+DETAIL = "/api/products/{product_id}/"
+
+
+def later(seconds, action):
+    """Run ``action`` on another thread (with its own connections) after ``seconds``."""
+
+    def run():
+        time.sleep(seconds)
+        try:
+            action()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def advance_checkpoints(transaction_id, position, *, notify=True):
+    """What the engine does: move every partition and NOTIFY in the same transaction."""
+    with transaction.atomic(using="read"):
+        set_checkpoints("products", transaction_id, position)
+        if notify and connections["read"].vendor == "postgresql":
+            with connections["read"].cursor() as cursor:
+                cursor.execute("SELECT pg_notify('storefront_checkpoints', '')")
+
+
+@both_databases
+def test_nothing_to_wait_for_at_the_start_of_the_log():
+    assert consistency.is_applied(LogPosition(0, 0))
+
+
+@both_databases
+def test_applied_only_when_every_partition_has_passed_the_token(settings):
+    settings.PROJECTION_PARTITIONS = 3
+    token = LogPosition(9, 500)
+    assert not consistency.is_applied(token)  # no checkpoint rows: all at (0, 0)
+
+    set_checkpoints("products", 9, 500, partitions=2)
+    assert not consistency.is_applied(token)  # the third partition is missing
+
+    Checkpoint.objects.create(projector="products", partition=2, transaction_id=9, position=499)
+    assert not consistency.is_applied(token)
+
+    # A later transaction passes the token whatever its position.
+    Checkpoint.objects.filter(partition=2).update(transaction_id=10, position=1)
+    assert consistency.is_applied(token)
+    assert not consistency.is_applied(LogPosition(10, 2))
+    assert not consistency.is_applied(token, consistency.SELLERS)
+
+    Checkpoint.objects.create(projector="sellers", partition=0, transaction_id=9, position=500)
+    assert consistency.is_applied(token, consistency.SELLERS)
+
+
+@both_databases
+def test_rows_of_dropped_partitions_do_not_count(settings):
+    settings.PROJECTION_PARTITIONS = 2
+    set_checkpoints("products", 0, 10, partitions=4)
+    Checkpoint.objects.filter(partition=1).update(position=5)
+    assert not consistency.is_applied(LogPosition(0, 10))
+
+
+@both_databases
+def test_gives_up_after_the_timeout():
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(0, 10), timeout=0.3) is False
+    assert 0.3 <= time.monotonic() - started < 0.8
+
+
+@both_databases
+def test_a_zero_timeout_checks_once():
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(0, 10), timeout=0) is False
+    assert time.monotonic() - started < 0.1
+
+
+@threaded
+def test_wakes_up_when_the_projector_catches_up():
+    helper = later(0.2, lambda: advance_checkpoints(3, 10))
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(3, 10), timeout=5) is True
+    elapsed = time.monotonic() - started
+    helper.join()
+    assert 0.2 <= elapsed < 0.6
+
+
+@threaded
+def test_already_applied_costs_one_query(django_assert_num_queries):
+    advance_checkpoints(3, 10)
+    with django_assert_num_queries(1, connection=connections["read"]):
+        assert consistency.wait_for(LogPosition(3, 9), timeout=5) is True
+
+
+@pytest.mark.postgres
+@threaded
+def test_on_postgres_it_sleeps_on_notifications_instead_of_polling():
+    # The checkpoint moves without a NOTIFY: a poller would see it at once;
+    # a listener only sees it when the timeout ends and it checks one last time.
+    helper = later(0.1, lambda: advance_checkpoints(3, 10, notify=False))
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(3, 10), timeout=0.8) is True
+    assert time.monotonic() - started >= 0.75
+    helper.join()
+
+
+@pytest.mark.postgres
+@threaded
+def test_on_postgres_unrelated_notifications_only_cause_a_recheck():
+    def notify_without_progress():
+        for _ in range(5):
+            advance_checkpoints(1, 1)
+            time.sleep(0.02)
+
+    later(0.05, notify_without_progress)
+    assert consistency.wait_for(LogPosition(3, 10), timeout=0.5) is False
+
+
+@threaded
+def test_on_sqlite_it_polls_with_back_off():
+    if on_postgres():
+        pytest.skip("SQLite polls; PostgreSQL listens")
+    with CaptureQueriesContext(connections["read"]) as queries:
+        assert consistency.wait_for(LogPosition(0, 10), timeout=0.6) is False
+    # 5, 10, 20, 40, 80 then 100 ms pauses: about ten checks in 0.6 s, not thousands.
+    assert 5 <= len(queries) <= 12
+
+
+@both_databases
+@pytest.mark.parametrize("how", ["header", "query"])
+def test_a_query_behind_the_token_answers_in_time_and_says_stale(api, settings, how):
+    settings.CONSISTENCY_WAIT_SECONDS = 0.3
+    ProductRowFactory(product_id=42)
+    url = DETAIL.format(product_id=42)
+    started = time.monotonic()
+    if how == "header":
+        response = api.get(url, HTTP_X_CONSISTENCY_TOKEN="0-77")
+    else:
+        response = api.get(url, {"consistency_token": "0-77"})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response["X-Read-Model-Stale"] == "true"
+    assert response.json()["id"] == 42
+    assert 0.3 <= elapsed < 1.0
+    assert_documented(response, DETAIL, "GET")
+
+
+@both_databases
+def test_the_default_wait_is_two_seconds(api):
+    ProductRowFactory(product_id=42)
+    started = time.monotonic()
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="0-77")
+    assert 2.0 <= time.monotonic() - started < 2.8
+    assert response["X-Read-Model-Stale"] == "true"
+
+
+@both_databases
+def test_a_query_whose_token_is_applied_is_not_stale(api):
+    ProductRowFactory(product_id=42)
+    set_checkpoints("products", 5, 77)
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="5-77")
+    assert response.status_code == 200
+    assert "X-Read-Model-Stale" not in response
+
+
+@both_databases
+def test_a_stale_404_says_stale_too(api, settings):
+    settings.CONSISTENCY_WAIT_SECONDS = 0.1
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="0-77")
+    assert response.status_code == 404
+    assert response["X-Read-Model-Stale"] == "true"
+    assert_documented(response, DETAIL, "GET")
+
+
+@both_databases
+def test_the_seller_endpoint_waits_for_the_seller_projector(api, settings):
+    settings.CONSISTENCY_WAIT_SECONDS = 0.1
+    set_checkpoints("products", 0, 77)
+    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN="0-77")
+    assert response["X-Read-Model-Stale"] == "true"
+    set_checkpoints("sellers", 0, 77)
+    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN="0-77")
+    assert "X-Read-Model-Stale" not in response
+
+
+@both_databases
+@pytest.mark.parametrize(
+    "token",
+    [
+        "abc",
+        "1-",
+        "-1",
+        "1",
+        "1-2-3",
+        "1.5-2",
+        "0x1-2",
+        "99999999999999999999-1",
+        "1-99999999999999999999",
+        "1-" + "9" * 60,
+        "²-1",
+    ],
+)
+@pytest.mark.parametrize("url", ["/api/products/", "/api/products/42/", "/api/sellers/1/"])
+def test_a_malformed_token_is_a_400(api, token, url):
+    ProductRowFactory(product_id=42)
+    started = time.monotonic()
+    response = api.get(url, {"consistency_token": token})
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 400
+    assert "consistency_token" in response.json()
+    template = {"/api/products/42/": DETAIL, "/api/sellers/1/": "/api/sellers/{seller_id}/"}
+    assert_documented(response, template.get(url, url), "GET")

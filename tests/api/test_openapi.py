@@ -1,0 +1,71 @@
+import pytest
+from django.core.management import call_command
+
+from tests.api.schema import openapi
+
+OPERATIONS = {
+    ("/api/products/", "get"),
+    ("/api/products/{product_id}/", "get"),
+    ("/api/sellers/{seller_id}/", "get"),
+    ("/api/reviews/", "post"),
+    ("/api/reviews/{review_id}/", "patch"),
+    ("/api/reviews/{review_id}/", "delete"),
+    ("/api/products/{product_id}/price/", "post"),
+    ("/api/products/{product_id}/stock/", "post"),
+}
+
+
+def operations():
+    for path, methods in openapi()["paths"].items():
+        for method, operation in methods.items():
+            yield path, method, operation
+
+
+def test_the_schema_validates_without_warnings(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+    assert (tmp_path / "s.yaml").read_text().startswith("openapi: 3.0.3")
+
+
+def test_every_endpoint_is_documented_and_nothing_else():
+    assert {(path, method) for path, method, _ in operations()} == OPERATIONS
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(OPERATIONS))
+def test_every_operation_describes_its_parameters_and_answers(path, method):
+    operation = openapi()["paths"][path][method]
+    assert operation["summary"]
+    for parameter in operation.get("parameters", []):
+        assert parameter.get("description"), parameter["name"]
+    for code, answer in operation["responses"].items():
+        assert answer["description"], code
+        for header, described in answer.get("headers", {}).items():
+            assert described["description"], (code, header)
+    codes = set(operation["responses"])
+    if method == "get":
+        assert {"200", "400"} <= codes
+        if "{" in path:
+            assert {"304", "404"} <= codes
+    else:
+        assert {"400", "401"} <= codes or method == "delete"
+        assert "401" in codes
+        assert "404" in codes
+
+
+def test_the_query_endpoints_are_public_and_the_commands_are_not():
+    for path, method, operation in operations():
+        security = operation.get("security", [])
+        if method == "get":
+            assert security == [{}], path
+        else:
+            schemes = {name for requirement in security for name in requirement}
+            assert schemes == {"cookieAuth", "tokenAuth"}, path
+
+
+def test_the_schema_and_the_docs_are_served(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    assert schema.json()["openapi"] == "3.0.3"
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+    assert b"/api/schema/" in docs.content
