@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.apis import ProductPriceView, ProductStockView
 from projections.api import ProductDetailView, ProductListView, SellerDetailView
 from projections.health import healthz
+from projections.views import product_detail, product_list
 from reviews.apis import ReviewCreateView, ReviewDetailView
+from reviews.views import review_create
 
 api = [
     path("api/products/", ProductListView.as_view(), name="api-product-list"),
@@ -29,6 +32,10 @@ api = [
 ]
 
 pages = [
+    path("", RedirectView.as_view(pattern_name="product-list"), name="home"),
+    path("products/", product_list, name="product-list"),
+    path("products/<int:product_id>/", product_detail, name="product-detail"),
+    path("products/<int:product_id>/reviews/", review_create, name="product-review"),
     path("healthz", healthz, name="healthz"),
 ]
 

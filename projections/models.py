@@ -148,6 +148,9 @@ class ReviewReadModel(models.Model):
             models.Index(fields=["product_id", "-created_at", "-review_id"], name="rrm_recent")
         ]
 
+    def __str__(self) -> str:
+        return f"review {self.review_id} on {self.product_id}"
+
 
 class RelatedLink(models.Model):
     """Reverse index of "also bought": which rows show ``target_id``."""
@@ -161,6 +164,9 @@ class RelatedLink(models.Model):
             models.UniqueConstraint(fields=["source_id", "target_id"], name="related_link_once")
         ]
         indexes = [models.Index(fields=["target_id", "partition"], name="related_by_target")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} shows {self.target_id}"
 
 
 class ProductFacts(models.Model):
@@ -187,6 +193,9 @@ class ProductFacts(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.projector}[{self.partition}] product {self.product_id}"
+
 
 class SellerFacts(models.Model):
     projector = models.CharField(max_length=60)
@@ -201,6 +210,9 @@ class SellerFacts(models.Model):
                 fields=["projector", "partition", "seller_id"], name="seller_facts_once"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.projector}[{self.partition}] seller {self.seller_id}"
 
 
 class Checkpoint(models.Model):

@@ -73,6 +73,7 @@ def project_partition(name: str, partition: int) -> int:
             mark_retried_resolved(name, partition, result.position)
         if result.outcome is not Outcome.APPLIED:
             return applied
-    if _redis().set(PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=PENDING_SECONDS):
+    pending = PENDING_KEY.format(name=name, partition=partition)
+    if _redis().set(pending, 1, nx=True, ex=PENDING_SECONDS):
         project_partition.apply_async((name, partition), retry=False)
     return applied

@@ -48,9 +48,9 @@ def _histograms(product_ids: Iterable[int] | None) -> dict[int, list[int]]:
         reviews = reviews.filter(product_id__in=product_ids)
     histograms: dict[int, list[int]] = defaultdict(shaping.empty_histogram)
     for product_id, rating, count in (
-        reviews.values("product_id", "rating").annotate(n=Count("pk")).values_list(
-            "product_id", "rating", "n"
-        )
+        reviews.values("product_id", "rating")
+        .annotate(n=Count("pk"))
+        .values_list("product_id", "rating", "n")
     ):
         histograms[product_id][rating - 1] = count
     return histograms
@@ -108,8 +108,7 @@ def _related(
     links = Recommendation.objects.order_by("product_id", "rank")
     if product_ids is not None:
         links = links.filter(product_id__in=product_ids)
-    links = links.values_list("product_id", "related_id", "related__name", "related__price")
-    rows = list(links)
+    rows = list(links.values_list("product_id", "related_id", "related__name", "related__price"))
     missing = {related_id for _, related_id, _, _ in rows} - set(histograms)
     histograms.update(_histograms(missing) if missing else {})
     related: dict[int, list[dict[str, Any]]] = defaultdict(list)

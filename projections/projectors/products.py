@@ -425,9 +425,7 @@ class ProductProjection(Projection):
             newest = ReviewReadModel.objects.filter(product_id=product_id).order_by(
                 "-created_at", "-review_id"
             )[: shaping.RECENT_REVIEWS]
-            self.rows[product_id].recent_reviews = [
-                self._review_entry(review) for review in newest
-            ]
+            self.rows[product_id].recent_reviews = [self._review_entry(review) for review in newest]
 
     def _flush_links(self) -> None:
         if not self.relinked:

@@ -50,15 +50,25 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.05)
@@ -88,9 +98,23 @@ def process_env(broker_url: str, **extra: str) -> dict[str, str]:
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
     """A solo-pool worker: one process, so SIGKILL lands on the running batch."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
-         "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"{name}@%h", "-l", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-P",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "WARNING",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log.open("ab"),
@@ -100,8 +124,18 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
 
 def start_beat(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "WARNING",
-         "-s", str(workdir / "beat-schedule")],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "-l",
+            "WARNING",
+            "-s",
+            str(workdir / "beat-schedule"),
+        ],
         cwd=ROOT,
         env=env,
         stdout=(workdir / "beat.log").open("ab"),

@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from kombu import pools as kombu_pools
 from django.db import connections
+from kombu import pools as kombu_pools
 
 from projections import tasks
 from projections.models import Checkpoint, Event
@@ -176,9 +176,7 @@ def test_two_workers_share_four_partitions_and_keep_every_products_order(
     assert_exact()
 
 
-def test_run_projectors_stops_cleanly_on_sigterm_and_its_successor_finishes(
-    broker, tmp_path
-):
+def test_run_projectors_stops_cleanly_on_sigterm_and_its_successor_finishes(broker, tmp_path):
     rng = random.Random(51)
     users = make_users()
     seed_catalog(rng, products=10)

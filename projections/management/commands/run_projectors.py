@@ -24,7 +24,8 @@ class Command(BaseCommand):
         names = options["names"] or list(PROJECTIONS)
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        loop = ProjectorLoop([PROJECTIONS[name] for name in names], batch_size=options["batch_size"])
+        projections = [PROJECTIONS[name] for name in names]
+        loop = ProjectorLoop(projections, batch_size=options["batch_size"])
         if options["once"]:
             applied = loop.run_once()
             self.stdout.write(f"Applied {applied} events.")
