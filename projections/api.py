@@ -9,12 +9,15 @@ answer before.
 """
 
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+from django.http import HttpResponse, HttpResponseBase
 from django.utils.cache import get_conditional_response
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import BasePagination
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -40,7 +43,9 @@ from projections.serializers import (
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_PARAM = "consistency_token"
+CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
 STALE_HEADER = "X-Read-Model-Stale"
+CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 MALFORMED_CONSISTENCY = (
     "Malformed consistency token: expected '<transaction id>-<position>' as a command answered it."
 )
@@ -51,7 +56,7 @@ ETAG_VERSION = "v1"
 
 def requested_token(request: Request) -> LogPosition | None:
     """The consistency token the query carries, or None; a malformed one is a 400."""
-    raw = request.headers.get(CONSISTENCY_HEADER) or request.query_params.get(CONSISTENCY_PARAM)
+    raw = request.META.get(CONSISTENCY_META) or request.query_params.get(CONSISTENCY_PARAM)
     if not raw:
         return None
     try:
@@ -70,13 +75,27 @@ def strong_etag(*parts: object) -> str:
     return f'"{digest}"'
 
 
+class JSONOnly(BaseContentNegotiation):
+    """The query API speaks JSON only: skip negotiating (a hot-path cost)."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
 class QueryView(APIView):
     """A public, read-only JSON endpoint on the read database."""
 
     authentication_classes = ()
     permission_classes = (AllowAny,)
     throttle_classes = ()
+    parser_classes = ()
     renderer_classes = (JSONRenderer,)
+    content_negotiation_class = JSONOnly
     http_method_names = ["get", "head", "options"]
     projector = consistency.PRODUCTS
     read_model_stale = False
@@ -86,21 +105,24 @@ class QueryView(APIView):
         if token is not None:
             self.read_model_stale = not consistency.wait_for(token, self.projector)
 
-    def conditional(self, request: Request, etag: str, body: Any) -> Response:
-        """``body`` with its ETag, or 304 (412) when the request's conditions say so."""
-        precondition = get_conditional_response(request._request, etag=etag)
-        if precondition is None:
-            response = Response(body)
-        else:
-            response = Response(status=precondition.status_code)
+    def conditional(
+        self, request: Request, etag: str, answer: Callable[[], HttpResponseBase]
+    ) -> HttpResponseBase:
+        """``answer()`` with its ETag, or 304 (412) when the request's conditions say so."""
+        meta = request._request.META
+        precondition = None
+        if any(name in meta for name in CONDITIONAL_META):
+            precondition = get_conditional_response(request._request, etag=etag)
+        response = answer() if precondition is None else Response(status=precondition.status_code)
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         return response
 
-    def finalize_response(
-        self, request: Request, response: Response, *args: Any, **kwargs: Any
-    ) -> Response:
-        response = super().finalize_response(request, response, *args, **kwargs)
+    def finalize_response(  # type: ignore[override]
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        # DRF passes a plain Django answer (the product detail's) through as it is.
+        response = super().finalize_response(request, cast(Response, response), *args, **kwargs)
         if self.read_model_stale:
             response[STALE_HEADER] = "true"
         return response
@@ -279,13 +301,19 @@ class ProductDetailView(QueryView):
         },
         tags=["products"],
     )
-    def get(self, request: Request, product_id: int) -> Response:
+    def get(self, request: Request, product_id: int) -> HttpResponseBase:
         self.wait_for_requested_token(request)
-        row = selectors.product_get(product_id=product_id)
+        row = selectors.product_get(product_id=product_id, json_as_text=True)
         if row is None:
             raise NotFound(PRODUCT_NOT_FOUND)
         etag = strong_etag(row.product_id, row.last_position, row.updated_at.isoformat())
-        return self.conditional(request, etag, ProductDetailSerializer(row).data)
+        return self.conditional(
+            request,
+            etag,
+            lambda: HttpResponse(
+                ProductDetailSerializer().to_json(row), content_type="application/json"
+            ),
+        )
 
 
 class SellerDetailView(QueryView):
@@ -307,10 +335,10 @@ class SellerDetailView(QueryView):
         },
         tags=["sellers"],
     )
-    def get(self, request: Request, seller_id: int) -> Response:
+    def get(self, request: Request, seller_id: int) -> HttpResponseBase:
         self.wait_for_requested_token(request)
         row = selectors.seller_get(seller_id=seller_id)
         if row is None:
             raise NotFound(SELLER_NOT_FOUND)
         etag = strong_etag("seller", row.seller_id, row.last_position, row.updated_at.isoformat())
-        return self.conditional(request, etag, SellerSerializer(row).data)
+        return self.conditional(request, etag, lambda: Response(SellerSerializer(row).data))

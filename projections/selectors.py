@@ -13,7 +13,8 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import F, OrderBy, Q, QuerySet
+from django.db import connections
+from django.db.models import F, JSONField, Model, OrderBy, Q, QuerySet
 
 from projections.models import ProductReadModel, SellerReadModel, StockStatus
 
@@ -250,17 +251,79 @@ def product_list(
     )
 
 
-def product_get(*, product_id: int) -> ProductReadModel | None:
-    """The whole read-model row, active or not: one query on ``read``."""
+Converters = tuple[int, tuple[list[Any], Any]]
+
+
+class PrimaryKeyReader[M: Model]:
+    """Reads one row of a read model by primary key, with the SQL compiled once.
+
+    The detail endpoints are the hot path, and compiling the ORM query costs
+    several times more than running it. The SQL and the value converters come
+    from the ORM itself, so the instance is the one ``get(pk=...)`` returns.
+    """
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self.field_names = [field.attname for field in model._meta.concrete_fields]
+        self._compiled: dict[tuple[str, str], tuple[str, list[Converters], list[Converters]]] = {}
+
+    def _compile(self) -> tuple[str, list[Converters], list[Converters]]:
+        compiler = (
+            self.model._default_manager.using(READ_DB)
+            .filter(pk=0)
+            .query.get_compiler(using=READ_DB)
+        )
+        sql, _ = compiler.as_sql()
+        columns = [column for column, _, _ in compiler.select]
+        assert [column.target.attname for column in columns] == self.field_names
+        converters = list(compiler.get_converters(columns).items())
+        # Both backends hand JSON columns over as text; these leave it so.
+        json_kept = [
+            converter
+            for converter in converters
+            if not isinstance(converter[1][1].target, JSONField)
+        ]
+        return sql, converters, json_kept
+
+    def get(self, pk: int, *, json_as_text: bool = False) -> M | None:
+        """The row, or None. With ``json_as_text`` its JSON fields hold the
+        stored JSON text instead of the decoded values."""
+        connection = connections[READ_DB]
+        key = (connection.vendor, connection.settings_dict["NAME"])
+        if key not in self._compiled:
+            self._compiled[key] = self._compile()
+        sql, decoding, json_kept = self._compiled[key]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for position, (functions, expression) in json_kept if json_as_text else decoding:
+            for convert in functions:
+                values[position] = convert(values[position], expression, connection)
+        return self.model.from_db(READ_DB, self.field_names, values)
+
+
+_products = PrimaryKeyReader(ProductReadModel)
+_sellers = PrimaryKeyReader(SellerReadModel)
+
+
+def product_get(*, product_id: int, json_as_text: bool = False) -> ProductReadModel | None:
+    """The whole read-model row, active or not: one query on ``read``.
+
+    ``json_as_text`` leaves the JSON fields as the stored JSON text, for a
+    caller that copies them into a JSON answer without parsing them.
+    """
     if not 0 < product_id <= MAX_ID:
         return None
-    return ProductReadModel.objects.using(READ_DB).filter(product_id=product_id).first()
+    return _products.get(product_id, json_as_text=json_as_text)
 
 
 def seller_get(*, seller_id: int) -> SellerReadModel | None:
     if not 0 < seller_id <= MAX_ID:
         return None
-    return SellerReadModel.objects.using(READ_DB).filter(seller_id=seller_id).first()
+    return _sellers.get(seller_id)
 
 
 def seller_choices(*, limit: int = 500) -> list[tuple[int, str]]:

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -6,11 +7,15 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from projections import selectors
+from projections.models import ProductReadModel
+from projections.serializers import ProductDetailSerializer
 from tests.api.factories import ProductRowFactory, SellerRowFactory, price_history, review
 from tests.api.schema import assert_documented
 
 pytestmark = pytest.mark.django_db(databases=["default", "read"])
 DETAIL = "/api/products/{product_id}/"
+FIELDS = [field.attname for field in ProductReadModel._meta.concrete_fields]
 SELLER = "/api/sellers/{seller_id}/"
 
 
@@ -61,9 +66,9 @@ def test_answers_the_whole_row(api, product):
             {"id": 44, "name": "Tamper", "price": "19.50", "avg_rating": None},
         ],
         "price_history": [
-            {"price": "249.00", "changed_at": "2025-01-15T00:00:00.000000+00:00"},
-            {"price": "259.00", "changed_at": "2025-01-08T00:00:00.000000+00:00"},
-            {"price": "279.00", "changed_at": "2025-01-01T00:00:00.000000+00:00"},
+            {"id": 3, "price": "249.00", "changed_at": "2025-01-15T00:00:00.000000+00:00"},
+            {"id": 2, "price": "259.00", "changed_at": "2025-01-08T00:00:00.000000+00:00"},
+            {"id": 1, "price": "279.00", "changed_at": "2025-01-01T00:00:00.000000+00:00"},
         ],
         "recent_reviews": [
             {
@@ -88,6 +93,46 @@ def test_answers_the_whole_row(api, product):
     }
     assert dt.datetime.fromisoformat(body["updated_at"]) == product.updated_at
     assert_documented(response, DETAIL, "GET")
+
+
+def test_the_fast_reader_returns_what_the_orm_returns(product):
+    orm = ProductReadModel.objects.get(product_id=42)
+    fast = selectors.product_get(product_id=42)
+    assert fast is not None
+    assert {field: getattr(fast, field) for field in FIELDS} == {
+        field: getattr(orm, field) for field in FIELDS
+    }
+    assert selectors.product_get(product_id=41) is None
+    seller = SellerRowFactory(seller_id=77)
+    fetched = selectors.seller_get(seller_id=77)
+    assert fetched is not None
+    assert (fetched.name, fetched.reputation, fetched.updated_at) == (
+        seller.name,
+        seller.reputation,
+        seller.updated_at,
+    )
+
+
+def test_the_answer_copies_the_stored_json_exactly_as_decoding_it_would(product):
+    as_text = selectors.product_get(product_id=42, json_as_text=True)
+    decoded = selectors.product_get(product_id=42)
+    assert as_text is not None
+    assert isinstance(as_text.price_history, str)
+    assert json.loads(ProductDetailSerializer().to_json(as_text)) == json.loads(
+        json.dumps(ProductDetailSerializer(decoded).data)
+    )
+
+
+def test_non_ascii_text_survives(api):
+    ProductRowFactory(
+        product_id=9,
+        name="Crème brûlée torch 🔥",
+        recent_reviews=[review(1, author="zoë", body='Très bien, "quoted" \\ back\\slash')],
+    )
+    body = api.get(DETAIL.format(product_id=9)).json()
+    assert body["name"] == "Crème brûlée torch 🔥"
+    assert body["recent_reviews"][0]["author"] == "zoë"
+    assert body["recent_reviews"][0]["body"] == 'Très bien, "quoted" \\ back\\slash'
 
 
 def test_an_inactive_product_is_still_served_and_says_so(api):
