@@ -109,7 +109,6 @@ class ProductReadModel(models.Model):
             models.Index(fields=["-avg_rating", "product_id"], name="prm_rating"),
             models.Index(fields=["-review_count", "product_id"], name="prm_review_count"),
             models.Index(fields=["name", "product_id"], name="prm_name"),
-            models.Index(fields=["partition"], name="prm_partition"),
         ]
 
     def __str__(self) -> str:

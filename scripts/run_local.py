@@ -27,8 +27,8 @@ def main() -> None:
 
     manage("migrate_all")
     if not options.no_demo:
-        # seed_demo refuses (exit 1) when the catalog already has data: keep it.
-        manage("seed_demo", "--with-admin", check=False)
+        # --if-empty keeps the data of an earlier run.
+        manage("seed_demo", "--if-empty", "--with-admin")
     manage("run_projectors", "--once")
 
     projectors = subprocess.Popen([sys.executable, "manage.py", "run_projectors"], cwd=ROOT)

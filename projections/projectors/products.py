@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from projections.bulk import upsert
 from projections.engine import Projection, handles
 from projections.eventlog import StoredEvent
 from projections.models import (
@@ -386,38 +387,30 @@ class ProductProjection(Projection):
         rows = [self.rows[pk] for pk in sorted(self.dirty_rows)]
         for row in rows:
             row.updated_at = now
-        ProductReadModel.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["product_id"], update_fields=ROW_FIELDS
-        )
+        upsert(ProductReadModel, rows, conflict=["product_id"], update=ROW_FIELDS)
 
     def _flush_facts(self) -> None:
-        facts = [self.facts[pk] for pk in sorted(self.dirty_facts)]
-        for fact in facts:
-            fact.pk = None
-        ProductFacts.objects.bulk_create(
-            facts,
-            update_conflicts=True,
-            unique_fields=["projector", "partition", "product_id"],
-            update_fields=FACT_FIELDS,
+        upsert(
+            ProductFacts,
+            [self.facts[pk] for pk in sorted(self.dirty_facts)],
+            conflict=["projector", "partition", "product_id"],
+            update=FACT_FIELDS,
         )
-        sellers = [self.sellers[pk] for pk in sorted(self.dirty_sellers)]
-        for seller in sellers:
-            seller.pk = None
-        SellerFacts.objects.bulk_create(
-            sellers,
-            update_conflicts=True,
-            unique_fields=["projector", "partition", "seller_id"],
-            update_fields=["name", "reputation"],
+        upsert(
+            SellerFacts,
+            [self.sellers[pk] for pk in sorted(self.dirty_sellers)],
+            conflict=["projector", "partition", "seller_id"],
+            update=["name", "reputation"],
         )
 
     def _flush_reviews(self) -> None:
         if self.deleted_reviews:
             ReviewReadModel.objects.filter(review_id__in=self.deleted_reviews).delete()
-        ReviewReadModel.objects.bulk_create(
+        upsert(
+            ReviewReadModel,
             [self.reviews[pk] for pk in sorted(self.dirty_reviews)],
-            update_conflicts=True,
-            unique_fields=["review_id"],
-            update_fields=["rating", "body", "edited_at"],
+            conflict=["review_id"],
+            update=["rating", "body", "edited_at"],
         )
 
     def _refill_recent(self) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from projections.bulk import upsert
 from projections.engine import Projection, handles
 from projections.eventlog import StoredEvent
 from projections.models import ProductFacts, SellerReadModel
@@ -119,22 +120,14 @@ class SellerProjection(Projection):
         self.dirty_sellers.add(seller.seller_id)
 
     def flush(self) -> None:
-        products = [self.products[pk] for pk in sorted(self.dirty_products)]
-        for facts in products:
-            facts.pk = None
-        ProductFacts.objects.bulk_create(
-            products,
-            update_conflicts=True,
-            unique_fields=["projector", "partition", "product_id"],
-            update_fields=["is_active"],
+        upsert(
+            ProductFacts,
+            [self.products[pk] for pk in sorted(self.dirty_products)],
+            conflict=["projector", "partition", "product_id"],
+            update=["is_active"],
         )
         now = timezone.now()
         sellers = [self.sellers[pk] for pk in sorted(self.dirty_sellers)]
         for seller in sellers:
             seller.updated_at = now
-        SellerReadModel.objects.bulk_create(
-            sellers,
-            update_conflicts=True,
-            unique_fields=["seller_id"],
-            update_fields=SELLER_FIELDS,
-        )
+        upsert(SellerReadModel, sellers, conflict=["seller_id"], update=SELLER_FIELDS)

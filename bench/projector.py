@@ -1,0 +1,371 @@
+"""Projector throughput and commit-to-visible latency, beside the naive projector.
+
+    python -m bench projector --size small|large
+
+1. Throughput: one process replays the log into empty read tables (all
+   partitions, so every event is read by every partition), with the engine's
+   batches; then the naive projector of the reference (recompute AVG and COUNT
+   over all of the product's reviews on the write database for each review
+   event, one transaction per event) on the same review events.
+2. Latency: a steady stream of commands (reviews, price and stock changes) at a
+   fixed rate while a runner projects: ``run_projectors`` (LISTEN/NOTIFY) and a
+   Celery worker + beat. The time from a command's commit to the moment every
+   product partition's checkpoint has passed its event, observed through the
+   checkpoints' own NOTIFY, is its commit-to-visible latency.
+"""
+
+import argparse
+import json
+import random
+import statistics
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+from bench import setup
+
+SIZES = {
+    "small": {"products": 1000, "reviews": 4000, "hot": 2000, "seconds": 5, "rate": 200},
+    "large": {"products": 10000, "reviews": 40000, "hot": 20000, "seconds": 20, "rate": 200},
+}
+NAIVE_SAMPLE = 3000
+CHUNK = 500
+
+
+def seed(size: dict[str, int], rng: random.Random) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+
+    from catalog import services as catalog
+    from reviews.services import review_add
+
+    user_model = get_user_model()
+    password = make_password(None)
+    users_needed = size["hot"] + size["reviews"] // 4 + size["rate"] * size["seconds"] * 2
+    user_model.objects.bulk_create(
+        [user_model(username=f"bench{n:06d}", password=password) for n in range(users_needed)],
+        batch_size=5000,
+    )
+    users = list(user_model.objects.order_by("pk"))
+    sellers = [
+        catalog.seller_register(name=f"Seller {n}", reputation=Decimal(rng.randint(200, 500)) / 100)
+        for n in range(20)
+    ]
+    product_ids: list[int] = []
+    for start in range(0, size["products"], CHUNK):
+        with transaction.atomic():
+            for n in range(start, min(start + CHUNK, size["products"])):
+                product = catalog.product_create(
+                    seller_id=rng.choice(sellers).pk,
+                    name=f"Product {n}",
+                    slug=f"product-{n}",
+                    price=Decimal(rng.randint(500, 50000)) / 100,
+                    stock_quantity=rng.randint(0, 50),
+                )
+                product_ids.append(product.pk)
+    for start in range(0, len(product_ids), CHUNK):
+        with transaction.atomic():
+            for product_id in product_ids[start : start + CHUNK]:
+                others = rng.sample(product_ids, 5)
+                catalog.product_set_recommendations(
+                    product_id=product_id,
+                    related_ids=[pk for pk in others if pk != product_id][:4],
+                )
+    hot = product_ids[0]
+    review_plan = [(hot, users[n]) for n in range(size["hot"])]
+    seen = set()
+    author_pool = users[size["hot"] : size["hot"] + size["reviews"] // 4]
+    while len(review_plan) < size["hot"] + size["reviews"]:
+        pair = (rng.choice(product_ids[1:]), rng.choice(author_pool))
+        if (pair[0], pair[1].pk) not in seen:
+            seen.add((pair[0], pair[1].pk))
+            review_plan.append(pair)
+    rng.shuffle(review_plan)
+    for start in range(0, len(review_plan), CHUNK):
+        with transaction.atomic():
+            for product_id, author in review_plan[start : start + CHUNK]:
+                review_add(
+                    product_id=product_id,
+                    author=author,
+                    rating=rng.choice([1, 2, 3, 4, 4, 5, 5, 5]),
+                    body="Bench review text.",
+                )
+    spare = users[size["hot"] + size["reviews"] // 4 :]
+    return {"product_ids": product_ids, "hot": hot, "spare_users": spare}
+
+
+def wipe_read_side() -> None:
+    from django.db import connections
+
+    from projections.models import (
+        Checkpoint,
+        ParkedEvent,
+        ProductFacts,
+        ProductReadModel,
+        RelatedLink,
+        ReviewReadModel,
+        SellerFacts,
+        SellerReadModel,
+    )
+
+    tables = [
+        model._meta.db_table
+        for model in (
+            ProductReadModel,
+            SellerReadModel,
+            ReviewReadModel,
+            RelatedLink,
+            ProductFacts,
+            SellerFacts,
+            Checkpoint,
+            ParkedEvent,
+        )
+    ]
+    with connections["read"].cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)}")
+
+
+def measure_replay(partitions: int) -> dict[str, float]:
+    from django.conf import settings
+
+    from projections.engine import project_all
+    from projections.models import Event
+
+    settings.PROJECTION_PARTITIONS = partitions
+    wipe_read_side()
+    events = Event.objects.count()
+    reviews = Event.objects.filter(event_type="ReviewAdded").count()
+    started = time.perf_counter()
+    project_all()
+    elapsed = time.perf_counter() - started
+    return {
+        "partitions": partitions,
+        "events": events,
+        "review_events": reviews,
+        "seconds": elapsed,
+        "events_per_second": events / elapsed,
+    }
+
+
+def measure_naive(sample: int) -> dict[str, float]:
+    """The reference's projector: recompute the product's AVG and COUNT per event."""
+    from django.db import connections, transaction
+
+    from projections.models import Event
+
+    events = list(
+        Event.objects.filter(event_type="ReviewAdded").order_by("position")[:sample]
+    )
+    write = connections["default"]
+    started = time.perf_counter()
+    for event in events:
+        product_id = event.payload["product_id"]
+        with write.cursor() as cursor:
+            cursor.execute(
+                "SELECT AVG(rating)::numeric(3,2), COUNT(*) FROM reviews_review "
+                "WHERE product_id = %s AND NOT is_hidden",
+                [product_id],
+            )
+            average, count = cursor.fetchone()
+        with transaction.atomic(using="read"), connections["read"].cursor() as cursor:
+            cursor.execute(
+                "UPDATE projections_productreadmodel SET avg_rating = %s, review_count = %s "
+                "WHERE product_id = %s",
+                [average, count, product_id],
+            )
+    elapsed = time.perf_counter() - started
+    return {"events": len(events), "seconds": elapsed, "events_per_second": len(events) / elapsed}
+
+
+class LatencyProbe:
+    """Commands at a steady rate; visibility seen through the checkpoints' NOTIFY."""
+
+    def __init__(self, seeded: dict[str, Any], rate: int, seconds: int, rng: random.Random):
+        self.seeded = seeded
+        self.rate = rate
+        self.seconds = seconds
+        self.rng = rng
+        self.pending: list[tuple[Any, float]] = []
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.errors = 0
+
+    def _command(self, index: int) -> None:
+        from catalog import services as catalog
+        from reviews.services import review_add
+
+        product_id = self.rng.choice(self.seeded["product_ids"])
+        roll = self.rng.random()
+        if roll < 0.7:
+            author = self.seeded["spare_users"].pop()
+            review_add(product_id=product_id, author=author, rating=4, body="Latency probe.")
+        elif roll < 0.85:
+            price = Decimal(self.rng.randint(500, 50000)) / 100
+            catalog.product_change_price(product_id=product_id, price=price)
+        else:
+            catalog.product_change_stock(product_id=product_id, quantity=self.rng.randint(0, 60))
+
+    def _writer(self, offset: int, threads: int) -> None:
+        from django.db import connections
+
+        from projections.receivers import capture_positions
+
+        interval = threads / self.rate
+        start = time.perf_counter()
+        count = int(self.rate * self.seconds / threads)
+        for n in range(count):
+            target = start + n * interval + offset * interval / threads
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                with capture_positions() as positions:
+                    self._command(n)
+            except Exception:
+                self.errors += 1
+                continue
+            if positions:
+                with self.lock:
+                    self.pending.append((positions[-1], time.perf_counter()))
+        connections.close_all()
+
+    def _watcher(self) -> None:
+        from django.db import connections
+
+        from projections.engine import CHECKPOINTS_CHANNEL
+        from projections.eventlog import LogPosition
+        from projections.pg import listening_connection
+
+        listener = listening_connection("read", CHECKPOINTS_CHANNEL)
+        reader = listening_connection("read", "bench_unused")
+        query = (
+            "SELECT transaction_id, position FROM projections_checkpoint "
+            "WHERE projector = 'products' ORDER BY transaction_id, position LIMIT 1"
+        )
+        while not self.done.is_set() or self.pending:
+            for _ in listener.notifies(timeout=0.05, stop_after=1):
+                pass
+            row = reader.execute(query).fetchone()
+            now = time.perf_counter()
+            if row is None:
+                continue
+            applied = LogPosition(int(row[0]), int(row[1]))
+            with self.lock:
+                still = []
+                for token, committed in self.pending:
+                    if token <= applied:
+                        self.latencies.append(now - committed)
+                    else:
+                        still.append((token, committed))
+                self.pending = still
+            if self.done.is_set() and time.perf_counter() > self.deadline:
+                break
+        listener.close()
+        reader.close()
+        connections.close_all()
+
+    def run(self) -> dict[str, float]:
+        threads = 2
+        writers = [
+            threading.Thread(target=self._writer, args=(n, threads)) for n in range(threads)
+        ]
+        watcher = threading.Thread(target=self._watcher)
+        self.deadline = float("inf")
+        watcher.start()
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        self.deadline = time.perf_counter() + 30
+        self.done.set()
+        watcher.join()
+        latencies = sorted(self.latencies)
+        return {
+            "commands": len(latencies) + len(self.pending),
+            "seen": len(latencies),
+            "errors": self.errors,
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
+            "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+        }
+
+
+def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -> dict[str, Any]:
+    from django.conf import settings
+
+    from projections.engine import project_all
+
+    project_all()
+    if runner == "run_projectors":
+        processes = [setup.manage("run_projectors")]
+    else:
+        processes = [
+            setup.celery("worker", "-P", "prefork", "-c", "2", "--without-gossip"),
+            setup.celery("beat", "-s", "/tmp/storefront-bench-beat"),
+        ]
+        settings.CELERY_BROKER_URL = setup.BROKER_URL
+        from projections import tasks
+
+        tasks._redis.cache_clear()
+    time.sleep(4)  # let the runner start and settle
+    try:
+        probe = LatencyProbe(seeded, size["rate"], size["seconds"], random.Random(3))
+        result = probe.run()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+        settings.CELERY_BROKER_URL = ""
+    result["runner"] = runner
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench projector")
+    parser.add_argument("--size", choices=SIZES, default="small")
+    options = parser.parse_args(argv)
+    size = SIZES[options.size]
+    setup.recreate_databases()
+    # The command side nudges Celery only in the Celery run; no broker while seeding.
+    setup.start_django(CELERY_BROKER_URL="")
+    rng = random.Random(1)
+    print(f"Seeding {size['products']} products and {size['reviews'] + size['hot']} reviews...")
+    seeded = seed(size, rng)
+
+    from django.conf import settings
+
+    replay_1 = measure_replay(1)
+    replay_4 = measure_replay(4)
+    settings.PROJECTION_PARTITIONS = 4
+    naive = measure_naive(NAIVE_SAMPLE)
+    latency = [measure_latency("run_projectors", seeded, size), measure_latency("celery", seeded, size)]
+
+    print("\nProjector throughput (one process, PostgreSQL)")
+    print(f"{'projector':<44} {'events':>8} {'seconds':>8} {'events/s':>10}")
+    for label, row in (
+        ("engine, 4 partitions (each reads every event)", replay_4),
+        ("engine, 1 partition", replay_1),
+        ("naive: recompute AVG per review event", naive),
+    ):
+        print(f"{label:<44} {row['events']:>8} {row['seconds']:>8.2f} {row['events_per_second']:>10.0f}")
+    ratio = replay_1["events_per_second"] / naive["events_per_second"]
+    print(f"engine (1 partition) / naive: {ratio:.1f}x")
+    print(f"\nCommit-to-visible at {size['rate']} commands/s for {size['seconds']} s")
+    print(f"{'runner':<16} {'commands':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}")
+    for row in latency:
+        print(
+            f"{row['runner']:<16} {row['commands']:>8} {row['p50_ms']:>8.1f} "
+            f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['errors']:>6}"
+        )
+    results = {
+        "size": options.size,
+        "replay": [replay_4, replay_1],
+        "naive": naive,
+        "latency": latency,
+    }
+    setup.RESULTS.mkdir(parents=True, exist_ok=True)
+    (setup.RESULTS / f"projector-{options.size}.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,126 @@
+"""Fast upserts for projector flushes.
+
+On PostgreSQL a few rows go through one prepared ``INSERT ... ON CONFLICT DO
+UPDATE`` in psycopg's pipelined ``executemany``; many rows are COPYed into a
+session scratch table and upserted by one ``INSERT ... SELECT``, which costs
+the server one statement instead of one per row. Elsewhere Django's
+``bulk_create(update_conflicts=True)`` does it.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+
+from django.db import connections, router
+from django.db.models import Field, JSONField, Model
+
+
+def _field(model: type[Model], name: str) -> "Field[Any, Any]":
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+@cache
+def _insert_fields(model: type[Model]) -> tuple[str, ...]:
+    return tuple(
+        field.name
+        for field in model._meta.concrete_fields
+        if not (field.primary_key and field.get_internal_type() in {"AutoField", "BigAutoField"})
+    )
+
+
+def upsert(
+    model: type[Model], objects: Sequence[Model], *, conflict: Sequence[str], update: Sequence[str]
+) -> None:
+    if not objects:
+        return
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(
+            objects, update_conflicts=True, unique_fields=conflict, update_fields=update
+        )
+        return
+    import psycopg
+
+    attributes = [_field(model, name).attname for name in _insert_fields(model)]
+    json_columns = _json_columns(model)
+    rows = [
+        [
+            _dumps(value) if index in json_columns else value
+            for index, value in enumerate(map(obj.__dict__.__getitem__, attributes))
+        ]
+        for obj in objects
+    ]
+    connection.ensure_connection()
+    statements = _statements(model, tuple(conflict), tuple(update))
+    with psycopg.Cursor(connection.connection) as cursor:
+        if len(rows) < COPY_THRESHOLD:
+            # Server-side binding: prepared once per connection, rows as parameters.
+            cursor.executemany(statements.insert_values, rows)
+            return
+        # Many rows: COPY them into a scratch table, then one INSERT ... SELECT.
+        cursor.execute(statements.create_scratch)
+        with cursor.copy(statements.copy_scratch) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(statements.insert_from_scratch)
+        cursor.execute(statements.clear_scratch)
+
+
+COPY_THRESHOLD = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Statements:
+    insert_values: str
+    create_scratch: str
+    copy_scratch: str
+    insert_from_scratch: str
+    clear_scratch: str
+
+
+@cache
+def _statements(
+    model: type[Model], conflict: tuple[str, ...], update: tuple[str, ...]
+) -> _Statements:
+    quote = connections["default"].ops.quote_name
+    table = quote(model._meta.db_table)
+    scratch = quote(f"scratch_{model._meta.db_table}")
+    columns = ", ".join(quote(_field(model, name).column) for name in _insert_fields(model))
+    placeholders = ", ".join(["%s"] * len(_insert_fields(model)))
+    target = ", ".join(quote(_field(model, name).column) for name in conflict)
+    updates = ", ".join(
+        f"{quote(_field(model, name).column)} = EXCLUDED.{quote(_field(model, name).column)}"
+        for name in update
+    )
+    on_conflict = f"ON CONFLICT ({target}) DO UPDATE SET {updates}"
+    return _Statements(
+        insert_values=f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict}",
+        create_scratch=(
+            f"CREATE TEMP TABLE IF NOT EXISTS {scratch} "
+            f"AS SELECT {columns} FROM {table} WITH NO DATA"
+        ),
+        copy_scratch=f"COPY {scratch} ({columns}) FROM STDIN",
+        insert_from_scratch=(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {scratch} {on_conflict}"
+        ),
+        clear_scratch=f"TRUNCATE {scratch}",
+    )
+
+
+@cache
+def _json_columns(model: type[Model]) -> frozenset[int]:
+    return frozenset(
+        index
+        for index, name in enumerate(_insert_fields(model))
+        if isinstance(_field(model, name), JSONField)
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
