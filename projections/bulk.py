@@ -13,7 +13,6 @@ from functools import cache
 from typing import Any
 
 import orjson
-
 from django.db import connections, router
 from django.db.models import Field, JSONField, Model
 
@@ -99,6 +98,7 @@ def _statements(
         for name in update
     )
     on_conflict = f"ON CONFLICT ({target}) DO UPDATE SET {updates}"
+    # Identifiers only, each from the model's metadata and quoted.
     return _Statements(
         insert_values=f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict}",
         create_scratch=(
