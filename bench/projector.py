@@ -313,7 +313,7 @@ def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -
     time.sleep(4)  # let the runner start and settle
     try:
         probe = LatencyProbe(seeded, size["rate"], size["seconds"], random.Random(3))
-        result = probe.run()
+        result: dict[str, Any] = dict(probe.run())
     finally:
         for process in processes:
             process.terminate()

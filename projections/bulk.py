@@ -87,7 +87,12 @@ class _Statements:
 def _statements(
     model: type[Model], conflict: tuple[str, ...], update: tuple[str, ...]
 ) -> _Statements:
-    quote = connections["default"].ops.quote_name
+    quote_name = connections["default"].ops.quote_name
+
+    def quote(name: str | None) -> str:
+        assert name is not None
+        return quote_name(name)
+
     table = quote(model._meta.db_table)
     scratch = quote(f"scratch_{model._meta.db_table}")
     columns = ", ".join(quote(_field(model, name).column) for name in _insert_fields(model))
