@@ -303,7 +303,7 @@ def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -
         processes = [setup.manage("run_projectors")]
     else:
         processes = [
-            setup.celery("worker", "-P", "prefork", "-c", "2", "--without-gossip"),
+            setup.celery("worker", "-P", "threads", "-c", "5", "--without-gossip"),
             setup.celery("beat", "-s", "/tmp/storefront-bench-beat"),
         ]
         settings.CELERY_BROKER_URL = setup.BROKER_URL

@@ -41,13 +41,9 @@ def check_databases(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 def check_projection_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     if not 1 <= settings.PROJECTION_PARTITIONS <= 256:
-        messages.append(
-            Error("PROJECTION_PARTITIONS must be from 1 to 256.", id="storefront.E003")
-        )
+        messages.append(Error("PROJECTION_PARTITIONS must be from 1 to 256.", id="storefront.E003"))
     if settings.PROJECTION_BATCH_SIZE < 1:
         messages.append(Error("PROJECTION_BATCH_SIZE must be at least 1.", id="storefront.E004"))
     if settings.PROJECTION_MAX_ATTEMPTS < 1:
-        messages.append(
-            Error("PROJECTION_MAX_ATTEMPTS must be at least 1.", id="storefront.E005")
-        )
+        messages.append(Error("PROJECTION_MAX_ATTEMPTS must be at least 1.", id="storefront.E005"))
     return messages

@@ -2,10 +2,11 @@
 
 A batch of one projector partition runs in one transaction on ``read``:
 
-1. lock the partition's checkpoint row (``FOR UPDATE SKIP LOCKED``: the lock
-   is the partition's ownership; a busy partition is skipped, and a dead
-   worker's lock goes with its connection);
-2. read the events after the checkpoint from the log (``eventlog``);
+1. read the events after the checkpoint from the log (``eventlog``);
+2. take the partition's lock (an advisory transaction lock on PostgreSQL:
+   the lock is the partition's ownership; a busy partition is skipped, and a
+   dead worker's lock goes with its connection) and check that the
+   checkpoint has not moved meanwhile;
 3. apply them through the projector's handlers and flush the changed rows;
 4. move the checkpoint past them and commit.
 
@@ -26,6 +27,7 @@ import logging
 import os
 import socket
 import traceback
+import zlib
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -126,11 +128,34 @@ def ensure_checkpoints(projection: type[Projection]) -> None:
 
 
 def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
-    return (
-        Checkpoint.objects.select_for_update(skip_locked=True)
-        .filter(projector=name, partition=partition)
-        .first()
-    )
+    """Take the partition for this transaction, or None when another worker has it.
+
+    On PostgreSQL a transaction-scoped advisory lock: unlike a row lock it
+    gives the transaction no id until its first write, so the batch does not
+    hold back the log horizon of readers on the same server while it loads.
+    A dead worker's lock goes with its connection. On SQLite the batch's
+    IMMEDIATE transaction already holds the database's write lock.
+    """
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_lock_key(name), partition])
+            if not cursor.fetchone()[0]:
+                return None
+    return Checkpoint.objects.filter(projector=name, partition=partition).first()
+
+
+def _wait_for_checkpoint(name: str, partition: int) -> Checkpoint:
+    """Like ``_lock_checkpoint``, but waits for a running batch to finish."""
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_lock_key(name), partition])
+    return Checkpoint.objects.select_for_update().get(projector=name, partition=partition)
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(f"storefront-projector:{name}".encode()) - 2**31
 
 
 def _notify_checkpoint() -> None:
@@ -231,11 +256,17 @@ def _unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
 
 def _relax_durability() -> None:
     """Skip the fsync wait on commit: a crash can lose only the last batches,
-    rows and checkpoint together, and the log replays them."""
+    rows and checkpoint together, and the log replays them. Set once per
+    connection: only projectors write through the read alias."""
     connection = connections[READ_DB]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+    if connection.vendor != "postgresql":
+        return
+    raw = connection.connection
+    if getattr(raw, "storefront_relaxed", False):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    raw.storefront_relaxed = True
 
 
 def _recover(
@@ -268,7 +299,7 @@ def _record_failure(name: str, partition: int, event: StoredEvent, error: BaseEx
         error,
     )
     with transaction.atomic(using=READ_DB):
-        checkpoint = Checkpoint.objects.select_for_update().get(projector=name, partition=partition)
+        checkpoint = _wait_for_checkpoint(name, partition)
         if _checkpoint_position(checkpoint) >= event.log_position:
             return
         checkpoint.failures += 1
@@ -300,9 +331,7 @@ def retry_parked(parked_id: int) -> ParkedEvent:
     """Let the halted partition try the parked event again."""
     with transaction.atomic(using=READ_DB):
         parked = ParkedEvent.objects.select_for_update().get(pk=parked_id)
-        checkpoint = Checkpoint.objects.select_for_update().get(
-            projector=parked.projector, partition=parked.partition
-        )
+        checkpoint = _wait_for_checkpoint(parked.projector, parked.partition)
         if checkpoint.halted_at_position == parked.position:
             checkpoint.halted_at_position = None
             checkpoint.failures = 0
@@ -317,9 +346,7 @@ def skip_parked(parked_id: int) -> ParkedEvent:
     """Move the halted partition past the parked event without applying it."""
     with transaction.atomic(using=READ_DB):
         parked = ParkedEvent.objects.select_for_update().get(pk=parked_id)
-        checkpoint = Checkpoint.objects.select_for_update().get(
-            projector=parked.projector, partition=parked.partition
-        )
+        checkpoint = _wait_for_checkpoint(parked.projector, parked.partition)
         if checkpoint.halted_at_position == parked.position:
             checkpoint.transaction_id = parked.transaction_id
             checkpoint.position = parked.position
@@ -354,16 +381,17 @@ def catch_up(
     max_batches: int | None = None,
 ) -> int:
     """Run batches on one partition until it is idle, busy, halted or failing."""
+    size = batch_size or settings.PROJECTION_BATCH_SIZE
     applied = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        result = run_batch(projection_class, partition, batch_size=batch_size, owner=owner)
+        result = run_batch(projection_class, partition, batch_size=size, owner=owner)
         batches += 1
         applied += result.applied
         if result.applied:
             mark_retried_resolved(projection_class.name, partition, result.position)
-        if result.outcome is not Outcome.APPLIED:
-            break
+        if result.outcome is not Outcome.APPLIED or result.applied < size:
+            break  # caught up with the log as it was read: let other partitions go
     return applied
 
 

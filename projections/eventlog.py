@@ -4,11 +4,21 @@ Positions come from a sequence, so on PostgreSQL a transaction can take a
 lower position and commit after one with a higher position. A reader that
 went by position alone would pass the late one and never see it. So readers
 go in ``(transaction_id, position)`` order and only read events whose
-transaction is below ``pg_snapshot_xmin(pg_current_snapshot())``, the oldest
-transaction still running: everything below it has committed or rolled back,
-so nothing can appear behind the checkpoint later. On SQLite writers are
-serialized (``IMMEDIATE`` transactions), every transaction id is 0 and
-position order is commit order.
+transaction is below the horizon: the oldest transaction still running in the
+reader's snapshot (``pg_snapshot_xmin(pg_current_snapshot())``). Everything
+below it has committed or rolled back, so nothing can appear behind the
+checkpoint later.
+
+Transaction ids are shared by every database of a PostgreSQL server, so a
+long transaction in another database (the read database's projector batches,
+another application) would hold that horizon back for no reason. The horizon
+therefore leaves out the snapshot's running transactions that
+``pg_stat_activity`` shows in another database; a transaction it cannot place
+(already finished, or not visible to this role) still counts, so the horizon
+can only err on the side of waiting.
+
+On SQLite writers are serialized (``IMMEDIATE`` transactions), every
+transaction id is 0 and position order is commit order.
 """
 
 import dataclasses
@@ -64,12 +74,23 @@ class StoredEvent:
 
 _COLUMNS = "position, {txid}, stream_type, stream_id, event_type, version, payload, occurred_at"
 
+# The oldest transaction of this database still running in the statement's
+# snapshot, or the snapshot's xmax when there is none (see the module docstring).
+HORIZON = """(
+    SELECT coalesce(min(running), pg_snapshot_xmax(pg_current_snapshot()))
+    FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+    WHERE mod(running::text::bigint, 4294967296) NOT IN (
+        SELECT backend_xid::text::bigint FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    )
+)"""
+
 # Constant SQL: the only interpolation is the model's own table name.
 _POSTGRES_READ = f"""
     SELECT {_COLUMNS.format(txid="transaction_id::text::bigint")}
     FROM {Event._meta.db_table}
     WHERE (transaction_id, position) > (%s::text::xid8, %s)
-      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND transaction_id < {HORIZON}
     ORDER BY transaction_id, position
     LIMIT %s
 """  # noqa: S608
@@ -125,7 +146,7 @@ def head() -> LogPosition:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"""SELECT transaction_id::text::bigint, position FROM {table}
-                    WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                    WHERE transaction_id < {HORIZON}
                     ORDER BY transaction_id DESC, position DESC LIMIT 1"""  # noqa: S608
             )
         else:

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
@@ -34,12 +35,15 @@ class ProjectorLoop:
         *,
         batch_size: int | None = None,
         owner: str | None = None,
+        threads: int = 1,
     ) -> None:
         self.projections = projections
+        self.threads = threads
         self.batch_size = batch_size
         self.owner = owner or default_owner()
         self.stopping = threading.Event()
         self._listener: Any = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -50,16 +54,23 @@ class ProjectorLoop:
         signal.signal(signal.SIGINT, stop)
 
     def run_once(self) -> int:
-        applied = 0
+        """One pass over every partition, on ``threads`` threads: a batch mostly
+        waits on the databases, so with more than one the partitions overlap."""
+        work: list[tuple[type[Projection], int]] = []
         for projection in self.projections:
             ensure_checkpoints(projection)
-            for partition in range(projection.partition_count()):
-                if self.stopping.is_set():
-                    return applied
-                applied += catch_up(
-                    projection, partition, batch_size=self.batch_size, owner=self.owner
-                )
-        return applied
+            work.extend(
+                (projection, partition) for partition in range(projection.partition_count())
+            )
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
+        futures = [self._pool.submit(self._catch_up, *item) for item in work]
+        return sum(future.result() for future in futures)
+
+    def _catch_up(self, projection: type[Projection], partition: int) -> int:
+        if self.stopping.is_set():
+            return 0
+        return catch_up(projection, partition, batch_size=self.batch_size, owner=self.owner)
 
     def run_forever(self) -> None:
         idle_wait = MIN_POLL_SECONDS
@@ -76,6 +87,8 @@ class ProjectorLoop:
                     idle_wait = min(idle_wait * 2, SWEEP_SECONDS)
         finally:
             self._unlisten()
+            if self._pool is not None:
+                self._pool.shutdown()
 
     def _listen(self) -> None:
         if connections[WRITE_DB].vendor != "postgresql":

@@ -66,12 +66,15 @@ def project_partition(name: str, partition: int) -> int:
     projection = PROJECTIONS[name]
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
+    size = settings.PROJECTION_BATCH_SIZE
     while time.monotonic() < deadline:
-        result = run_batch(projection, partition)
+        result = run_batch(projection, partition, batch_size=size)
         applied += result.applied
         if result.applied:
             mark_retried_resolved(name, partition, result.position)
-        if result.outcome is not Outcome.APPLIED:
+        if result.outcome is not Outcome.APPLIED or result.applied < size:
+            # Caught up with the log as read. Commits since then have queued
+            # their own wake-up: the pending flag was cleared when we started.
             return applied
     pending = PENDING_KEY.format(name=name, partition=partition)
     if _redis().set(pending, 1, nx=True, ex=PENDING_SECONDS):

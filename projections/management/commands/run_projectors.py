@@ -16,6 +16,12 @@ class Command(BaseCommand):
         parser.add_argument("names", nargs="*", help=f"Projectors to run: {', '.join(PROJECTIONS)}")
         parser.add_argument("--once", action="store_true", help="Catch up once, then exit.")
         parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="Partitions projected at once by this process (default 1).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         unknown = set(options["names"]) - set(PROJECTIONS)
@@ -24,8 +30,12 @@ class Command(BaseCommand):
         names = options["names"] or list(PROJECTIONS)
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if not 1 <= options["threads"] <= 64:
+            raise CommandError("--threads must be from 1 to 64.")
         projections = [PROJECTIONS[name] for name in names]
-        loop = ProjectorLoop(projections, batch_size=options["batch_size"])
+        loop = ProjectorLoop(
+            projections, batch_size=options["batch_size"], threads=options["threads"]
+        )
         if options["once"]:
             applied = loop.run_once()
             self.stdout.write(f"Applied {applied} events.")
