@@ -227,7 +227,11 @@ def run_batch(
     if peek.next_attempt_at and peek.next_attempt_at > timezone.now():
         return BatchResult(Outcome.BACKING_OFF, position=start)
     size = batch_size or settings.PROJECTION_BATCH_SIZE
-    batch = list(events) if events is not None else eventlog.read_events(start, size)
+    batch = (
+        list(events)
+        if events is not None
+        else eventlog.read_events(start, size, skip_snapshot=peek.skip_snapshot)
+    )
     if not batch:
         return BatchResult(Outcome.IDLE, position=start)
     if batch[0].log_position <= start:

@@ -91,9 +91,11 @@ _POSTGRES_READ = f"""
     FROM {Event._meta.db_table}
     WHERE (transaction_id, position) > (%s::text::xid8, %s)
       AND transaction_id < {HORIZON}
+      {{skip}}
     ORDER BY transaction_id, position
     LIMIT %s
 """  # noqa: S608
+_SKIP_SNAPSHOT = "AND NOT pg_visible_in_snapshot(transaction_id, %s::pg_snapshot)"
 
 _SQLITE_READ = f"""
     SELECT {_COLUMNS.format(txid="transaction_id")}
@@ -122,16 +124,22 @@ def _decode(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-def read_events(after: LogPosition, limit: int) -> list[StoredEvent]:
+def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> list[StoredEvent]:
     """Up to ``limit`` committed events after ``after``, in reading order.
 
+    ``skip_snapshot`` (PostgreSQL) leaves out the events of transactions
+    visible in that snapshot: a rebuild's rows already contain them.
     The connection must not be inside a transaction that wrote: its own
     transaction id would hold the horizon back.
     """
     connection = connections[WRITE_DB]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_POSTGRES_READ, [str(after.transaction_id), after.position, limit])
+            params: list[Any] = [str(after.transaction_id), after.position]
+            if skip_snapshot:
+                params.append(skip_snapshot)
+            sql = _POSTGRES_READ.format(skip=_SKIP_SNAPSHOT if skip_snapshot else "")
+            cursor.execute(sql, [*params, limit])
         else:
             cursor.execute(_SQLITE_READ, [after.position, limit])
         rows = cursor.fetchall()

@@ -232,6 +232,9 @@ class Checkpoint(models.Model):
     next_attempt_at = models.DateTimeField(null=True)
     last_error = models.TextField(blank=True)
     halted_at_position = models.BigIntegerField(null=True)
+    # Set by a rebuild that started from a snapshot of the write model: events
+    # of transactions visible in that snapshot are already in the rows.
+    skip_snapshot = models.CharField(max_length=2000, blank=True)
     updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:
@@ -268,3 +271,27 @@ class ParkedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projector}[{self.partition}] #{self.position} {self.event_type}"
+
+
+class RebuildRun(models.Model):
+    """One run of ``rebuild_projections``: what it is doing, and how it ended."""
+
+    class Phase(models.TextChoices):
+        BACKFILL = "backfill", "Backfilling from a snapshot"
+        REPLAY = "replay", "Replaying the event log"
+        TAIL = "tail", "Catching up with new events"
+        SWAPPED = "swapped", "Swapped in"
+        FAILED = "failed", "Failed"
+
+    mode = models.CharField(max_length=20)
+    phase = models.CharField(max_length=10, choices=Phase.choices)
+    rows = models.PositiveBigIntegerField(default=0)
+    events = models.PositiveBigIntegerField(default=0)
+    events_total = models.PositiveBigIntegerField(default=0)
+    message = models.TextField(blank=True)
+    started_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"rebuild #{self.pk} ({self.mode}): {self.phase}"

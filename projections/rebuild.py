@@ -1,0 +1,451 @@
+"""Rebuild the read side beside the live one, catch up, and swap it in.
+
+The new tables live in a shadow: a schema of their own on PostgreSQL
+(``projections_rebuild``, same table and index names), a file of its own on
+SQLite. While a rebuild runs, the ``read`` alias of the rebuilding process
+points at the shadow, so the projectors' own code fills it; readers and the
+live projectors keep using the live tables.
+
+1. Fill the shadow: by default from one snapshot of the write model (a
+   REPEATABLE READ transaction that also records the snapshot: the events of
+   every transaction visible in it are already in the rows), set-based, with
+   bulk inserts; with ``from_events`` by replaying the whole log through the
+   handlers in large batches.
+2. Catch up: run the projectors on the shadow from its checkpoints.
+3. Swap, under a short lock: on PostgreSQL the live tables are locked, the
+   shadow catches up with the last events, and the two sets of tables trade
+   schemas in one transaction; on SQLite the live tables are replaced by the
+   shadow's rows in one IMMEDIATE transaction, which readers in WAL mode do
+   not wait for.
+
+A run killed while filling from a snapshot starts over; killed while
+replaying or catching up, it carries on from the shadow's checkpoints.
+"""
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections, transaction
+from django.utils import timezone
+
+from projections import eventlog
+from projections.bulk import upsert
+from projections.engine import catch_up, ensure_checkpoints
+from projections.models import (
+    Checkpoint,
+    ParkedEvent,
+    ProductFacts,
+    ProductReadModel,
+    RebuildRun,
+    RelatedLink,
+    ReviewReadModel,
+    SellerFacts,
+    SellerReadModel,
+)
+from projections.projectors import PROJECTIONS
+
+READ_DB = "read"
+SHADOW_SCHEMA = "projections_rebuild"
+RETIRED_SCHEMA = "projections_retired"
+# Checkpoint first: the swap locks tables in this order, and a projector batch
+# touches the checkpoint table first, so the two never deadlock.
+SWAPPED_MODELS = (
+    Checkpoint,
+    ProductReadModel,
+    SellerReadModel,
+    ReviewReadModel,
+    RelatedLink,
+    ProductFacts,
+    SellerFacts,
+    ParkedEvent,
+)
+Progress = Callable[[str, int, int], None]
+
+
+def _live_settings() -> dict[str, Any]:
+    return settings.DATABASES[READ_DB]
+
+
+def _is_postgres() -> bool:
+    return bool(_live_settings()["ENGINE"].endswith("postgresql"))
+
+
+def _shadow_file() -> Path:
+    live = Path(_live_settings()["NAME"])
+    return live.with_name(f"{live.stem}.rebuild{live.suffix}")
+
+
+@contextlib.contextmanager
+def shadow_alias() -> Iterator[None]:
+    """Point this process's ``read`` alias at the shadow for the block."""
+    connection = connections[READ_DB]
+    original = dict(connection.settings_dict)
+    original_options = dict(original.get("OPTIONS", {}))
+    connection.close()
+    if _is_postgres():
+        options = {**original_options, "options": f"-c search_path={SHADOW_SCHEMA}"}
+        connection.settings_dict["OPTIONS"] = options
+    else:
+        connection.settings_dict["NAME"] = str(_shadow_file())
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(original)
+        connection.settings_dict["OPTIONS"] = original_options
+
+
+def shadow_exists() -> bool:
+    if not _is_postgres():
+        return _shadow_file().exists()
+    with connections[READ_DB].cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [SHADOW_SCHEMA]
+        )
+        return cursor.fetchone() is not None
+
+
+def drop_shadow() -> None:
+    if _is_postgres():
+        with connections[READ_DB].cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {SHADOW_SCHEMA} CASCADE")
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{_shadow_file()}{suffix}").unlink(missing_ok=True)
+
+
+def create_shadow() -> None:
+    drop_shadow()
+    if _is_postgres():
+        with connections[READ_DB].cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {SHADOW_SCHEMA}")
+    with shadow_alias():
+        call_command("migrate", database=READ_DB, interactive=False, verbosity=0)
+
+
+# Filling from a snapshot ---------------------------------------------------
+
+
+def backfill_from_snapshot(progress: Progress) -> int:
+    """Fill the shadow from one consistent snapshot of the write model.
+
+    Returns the number of read-model rows written.
+    """
+    from projections import truth
+
+    write = connections["default"]
+    with transaction.atomic(using="default"):
+        with write.cursor() as cursor:
+            if write.vendor == "postgresql":
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute(
+                    "SELECT pg_current_snapshot()::text, "
+                    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                )
+                snapshot, xmin = cursor.fetchone()
+                start = eventlog.LogPosition(int(xmin), 0)
+            else:
+                snapshot = ""
+                cursor.execute("SELECT coalesce(max(position), 0) FROM projections_event")
+                start = eventlog.LogPosition(0, int(cursor.fetchone()[0]))
+        last_position = start.position or _max_position()
+        products = truth.expected_products()
+        progress("products", 0, len(products))
+        sellers = truth.expected_sellers()
+        facts = _product_facts(products)
+        with shadow_alias():
+            _write_products(products, last_position)
+            progress("products", len(products), len(products))
+            _write_sellers(sellers, last_position)
+            _write_facts(facts, products, sellers)
+            _write_links(products)
+            reviews = _write_reviews(progress)
+            _write_checkpoints(start, snapshot)
+    return len(products) + len(sellers) + reviews
+
+
+def _max_position() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(position), 0) FROM projections_event")
+        return int(cursor.fetchone()[0])
+
+
+def _product_facts(products: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {
+        pk: {
+            "seller_id": row["seller_id"],
+            "name": row["name"],
+            "price": row["price"],
+            "is_active": row["is_active"],
+            "rating_sum": row["rating_sum"],
+            "review_count": row["review_count"],
+        }
+        for pk, row in products.items()
+    }
+
+
+def _write_products(products: dict[int, dict[str, Any]], last_position: int) -> None:
+    now = timezone.now()
+    rows = [
+        ProductReadModel(product_id=pk, last_position=last_position, updated_at=now, **fields)
+        for pk, fields in products.items()
+    ]
+    fields = [f.name for f in ProductReadModel._meta.concrete_fields if not f.primary_key]
+    for start in range(0, len(rows), 5000):
+        upsert(ProductReadModel, rows[start : start + 5000], conflict=["product_id"], update=fields)
+
+
+def _write_sellers(sellers: dict[int, dict[str, Any]], last_position: int) -> None:
+    now = timezone.now()
+    rows = [
+        SellerReadModel(seller_id=pk, last_position=last_position, updated_at=now, **fields)
+        for pk, fields in sellers.items()
+    ]
+    fields = [f.name for f in SellerReadModel._meta.concrete_fields if not f.primary_key]
+    upsert(SellerReadModel, rows, conflict=["seller_id"], update=fields)
+
+
+def _write_facts(
+    facts: dict[int, dict[str, Any]],
+    products: dict[int, dict[str, Any]],
+    sellers: dict[int, dict[str, Any]],
+) -> None:
+    scopes = [("products", p) for p in range(PROJECTIONS["products"].partition_count())]
+    scopes.append(("sellers", 0))
+    product_facts = [
+        ProductFacts(projector=name, partition=partition, product_id=pk, **fields)
+        for name, partition in scopes
+        for pk, fields in facts.items()
+    ]
+    for start in range(0, len(product_facts), 20000):
+        upsert(
+            ProductFacts,
+            product_facts[start : start + 20000],
+            conflict=["projector", "partition", "product_id"],
+            update=["seller_id", "name", "price", "is_active", "rating_sum", "review_count"],
+        )
+    seller_facts = [
+        SellerFacts(
+            projector="products",
+            partition=partition,
+            seller_id=pk,
+            name=row["name"],
+            reputation=row["reputation"],
+        )
+        for _, partition in scopes[:-1]
+        for pk, row in sellers.items()
+    ]
+    upsert(
+        SellerFacts,
+        seller_facts,
+        conflict=["projector", "partition", "seller_id"],
+        update=["name", "reputation"],
+    )
+
+
+def _write_links(products: dict[int, dict[str, Any]]) -> None:
+    partitions = PROJECTIONS["products"].partition_count()
+    RelatedLink.objects.bulk_create(
+        (
+            RelatedLink(source_id=pk, target_id=entry["id"], partition=pk % partitions)
+            for pk, row in products.items()
+            for entry in row["related_products"]
+        ),
+        batch_size=5000,
+    )
+
+
+def _write_reviews(progress: Progress) -> int:
+    """Copy every counted review into the product projector's review store."""
+    from reviews.models import Review
+
+    total = Review.objects.filter(is_hidden=False).count()
+    written = 0
+    chunk: list[ReviewReadModel] = []
+    visible = Review.objects.filter(is_hidden=False).order_by("pk")
+    rows = visible.values_list(
+        "pk", "product_id", "author__username", "rating", "body", "created_at", "edited_at"
+    )
+    for pk, product_id, author, rating, body, created_at, edited_at in rows.iterator(20000):
+        chunk.append(
+            ReviewReadModel(
+                review_id=pk,
+                product_id=product_id,
+                author_name=author,
+                rating=rating,
+                body=body,
+                created_at=created_at,
+                edited_at=edited_at,
+            )
+        )
+        if len(chunk) == 20000:
+            written += _flush_reviews(chunk)
+            progress("reviews", written, total)
+    written += _flush_reviews(chunk)
+    progress("reviews", written, total)
+    return written
+
+
+def _flush_reviews(chunk: list[ReviewReadModel]) -> int:
+    upsert(ReviewReadModel, chunk, conflict=["review_id"], update=["rating", "body", "edited_at"])
+    count = len(chunk)
+    chunk.clear()
+    return count
+
+
+def _write_checkpoints(start: eventlog.LogPosition, snapshot: str) -> None:
+    Checkpoint.objects.bulk_create(
+        Checkpoint(
+            projector=name,
+            partition=partition,
+            transaction_id=start.transaction_id,
+            position=start.position,
+            skip_snapshot=snapshot,
+        )
+        for name, projection in PROJECTIONS.items()
+        for partition in range(projection.partition_count())
+    )
+
+
+# Catching up and swapping --------------------------------------------------
+
+
+def catch_up_shadow(batch_size: int, progress: Progress | None = None) -> int:
+    """Run every projector on the shadow until it reaches the log's end."""
+    applied = 0
+    with shadow_alias():
+        behind = _events_behind()
+        while True:
+            round_applied = 0
+            for projection in PROJECTIONS.values():
+                ensure_checkpoints(projection)
+                for partition in range(projection.partition_count()):
+                    round_applied += catch_up(projection, partition, batch_size=batch_size)
+            applied += round_applied
+            if progress is not None:
+                progress("events", applied, max(behind, applied))
+            if round_applied == 0:
+                return applied
+
+
+def _events_behind() -> int:
+    first = Checkpoint.objects.order_by("transaction_id", "position").first()
+    start = eventlog.LogPosition(first.transaction_id, first.position) if first else eventlog.START
+    return eventlog.count_after(start)
+
+
+def swap(batch_size: int) -> float:
+    """Swap the shadow in under a short lock; returns how long readers waited."""
+    if _is_postgres():
+        return _swap_postgres(batch_size)
+    return _swap_sqlite(batch_size)
+
+
+def _swap_postgres(batch_size: int) -> float:
+    tables = [model._meta.db_table for model in SWAPPED_MODELS]
+    live = connections[READ_DB]
+    with transaction.atomic(using=READ_DB), live.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = '30s'")
+        locked = time.monotonic()
+        cursor.execute(
+            f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE"
+        )
+        # The live projectors wait on the lock; the shadow takes the last events.
+        _catch_up_on_new_connection(batch_size)
+        cursor.execute(f"CREATE SCHEMA {RETIRED_SCHEMA}")
+        for table in tables:
+            cursor.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED_SCHEMA}")
+            cursor.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public")
+        cursor.execute(f"DROP SCHEMA {RETIRED_SCHEMA} CASCADE")
+        cursor.execute(f"DROP SCHEMA {SHADOW_SCHEMA} CASCADE")
+        waited = time.monotonic() - locked
+    return waited
+
+
+def _catch_up_on_new_connection(batch_size: int) -> None:
+    """Catch the shadow up on a thread of its own: this thread's ``read``
+    connection is holding the swap's transaction."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            catch_up_shadow(batch_size)
+        except BaseException as error:  # handed back to the caller
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+def _swap_sqlite(batch_size: int) -> float:
+    tables = [model._meta.db_table for model in SWAPPED_MODELS]
+    live = sqlite3.connect(_live_settings()["NAME"], timeout=30, isolation_level=None)
+    try:
+        live.execute("ATTACH DATABASE ? AS rebuild", [str(_shadow_file())])
+        locked = time.monotonic()
+        live.execute("BEGIN IMMEDIATE")
+        _catch_up_on_new_connection(batch_size)
+        for table in tables:
+            live.execute(f"DELETE FROM main.{table}")  # noqa: S608
+            live.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild.{table}")  # noqa: S608
+        live.execute("COMMIT")
+        waited = time.monotonic() - locked
+        live.execute("DETACH DATABASE rebuild")
+    finally:
+        live.close()
+    drop_shadow()
+    return waited
+
+
+# The whole run -------------------------------------------------------------
+
+
+def rebuild(
+    *, from_events: bool, batch_size: int, progress: Progress, log: Callable[[str], None]
+) -> RebuildRun:
+    """Rebuild every read model without downtime; see the module docstring."""
+    run = RebuildRun.objects.filter(finished_at__isnull=True).order_by("-pk").first()
+    resumable = {RebuildRun.Phase.TAIL, RebuildRun.Phase.REPLAY}
+    if run is not None and run.phase in resumable and shadow_exists():
+        log(f"Resuming rebuild #{run.pk} from its shadow's checkpoints ({run.phase}).")
+    else:
+        if run is not None:
+            run.phase = RebuildRun.Phase.FAILED
+            run.message = "Interrupted; started over."
+            run.finished_at = timezone.now()
+            run.save()
+        mode = "from-events" if from_events else "snapshot"
+        run = RebuildRun.objects.create(mode=mode, phase=RebuildRun.Phase.BACKFILL)
+        create_shadow()
+        if from_events:
+            _set_phase(run, RebuildRun.Phase.REPLAY)
+        else:
+            run.rows = backfill_from_snapshot(progress)
+            _set_phase(run, RebuildRun.Phase.TAIL)
+    run.events += catch_up_shadow(batch_size, progress)
+    run.save(update_fields=["events"])
+    waited = swap(batch_size)
+    run.rows = run.rows or ProductReadModel.objects.count() + SellerReadModel.objects.count()
+    run.message = f"Swapped in; readers waited at most {waited * 1000:.0f} ms."
+    run.finished_at = timezone.now()
+    _set_phase(run, RebuildRun.Phase.SWAPPED)
+    return run
+
+
+def _set_phase(run: RebuildRun, phase: str) -> None:
+    run.phase = phase
+    run.updated_at = timezone.now()
+    run.save()
