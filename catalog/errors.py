@@ -32,6 +32,7 @@ class EventOutsideTransaction(RuntimeError):
 
 RATING_OUT_OF_RANGE = "Rating must be a whole number from 1 to 5."
 BODY_LENGTH = "Review text must be 10 to 5,000 characters."
+TITLE_LENGTH = "A review title must be at most 120 characters."
 TEXT_HAS_NUL = "Text must not contain NUL characters."
 REVIEW_EXISTS = "You have already reviewed this product."
 REVIEW_NOT_FOUND = "No such review."

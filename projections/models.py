@@ -138,6 +138,7 @@ class ReviewReadModel(models.Model):
     product_id = models.BigIntegerField()
     author_name = models.CharField(max_length=150)
     rating = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=120, blank=True)
     body = models.TextField()
     created_at = models.DateTimeField()
     edited_at = models.DateTimeField(null=True)

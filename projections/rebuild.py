@@ -84,23 +84,26 @@ def _shadow_file() -> Path:
 
 @contextlib.contextmanager
 def shadow_alias() -> Iterator[None]:
-    """Point this process's ``read`` alias at the shadow for the block."""
+    """Point this thread's ``read`` connection at the shadow for the block.
+
+    The connection gets a settings dict of its own: the one it was made with
+    is shared by every thread's connection.
+    """
     connection = connections[READ_DB]
-    original = dict(connection.settings_dict)
-    original_options = dict(original.get("OPTIONS", {}))
-    connection.close()
+    original = connection.settings_dict
+    redirected = dict(original)
     if _is_postgres():
-        options = {**original_options, "options": f"-c search_path={SHADOW_SCHEMA}"}
-        connection.settings_dict["OPTIONS"] = options
+        options = {**original.get("OPTIONS", {}), "options": f"-c search_path={SHADOW_SCHEMA}"}
+        redirected["OPTIONS"] = options
     else:
-        connection.settings_dict["NAME"] = str(_shadow_file())
+        redirected["NAME"] = str(_shadow_file())
+    connection.close()
+    connection.settings_dict = redirected
     try:
         yield
     finally:
         connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(original)
-        connection.settings_dict["OPTIONS"] = original_options
+        connection.settings_dict = original
 
 
 def shadow_exists() -> bool:
@@ -272,15 +275,16 @@ def _write_reviews(progress: Progress) -> int:
     chunk: list[ReviewReadModel] = []
     visible = Review.objects.filter(is_hidden=False).order_by("pk")
     rows = visible.values_list(
-        "pk", "product_id", "author__username", "rating", "body", "created_at", "edited_at"
+        "pk", "product_id", "author__username", "rating", "title", "body", "created_at", "edited_at"
     )
-    for pk, product_id, author, rating, body, created_at, edited_at in rows.iterator(20000):
+    for pk, product_id, author, rating, title, body, created_at, edited_at in rows.iterator(20000):
         chunk.append(
             ReviewReadModel(
                 review_id=pk,
                 product_id=product_id,
                 author_name=author,
                 rating=rating,
+                title=title,
                 body=body,
                 created_at=created_at,
                 edited_at=edited_at,
@@ -319,11 +323,16 @@ def _write_checkpoints(start: eventlog.LogPosition, snapshot: str) -> None:
 
 
 def catch_up_shadow(batch_size: int, progress: Progress | None = None) -> int:
-    """Run every projector on the shadow until it reaches the log's end."""
+    """Run every projector on the shadow up to the log's end as it is now.
+
+    A fixed target: writers keep adding events, and the ones after it are
+    the live projectors' to apply once the shadow is swapped in.
+    """
+    target = eventlog.head()
     applied = 0
     with shadow_alias():
         behind = _events_behind()
-        while True:
+        while not _reached(target):
             round_applied = 0
             for projection in PROJECTIONS.values():
                 ensure_checkpoints(projection)
@@ -333,7 +342,20 @@ def catch_up_shadow(batch_size: int, progress: Progress | None = None) -> int:
             if progress is not None:
                 progress("events", applied, max(behind, applied))
             if round_applied == 0:
-                return applied
+                break  # a halted or busy partition: the live projectors carry on from it
+    return applied
+
+
+def _reached(target: eventlog.LogPosition) -> bool:
+    return (
+        all(
+            eventlog.LogPosition(transaction_id, position) >= target
+            for transaction_id, position in Checkpoint.objects.values_list(
+                "transaction_id", "position"
+            )
+        )
+        and Checkpoint.objects.exists()
+    )
 
 
 def _events_behind() -> int:
@@ -392,12 +414,14 @@ def _catch_up_on_new_connection(batch_size: int) -> None:
 
 def _swap_sqlite(batch_size: int) -> float:
     tables = [model._meta.db_table for model in SWAPPED_MODELS]
+    # The shadow's rows and checkpoints replace the live ones together, so what
+    # the live projectors apply meanwhile is simply applied again afterwards.
+    _catch_up_on_new_connection(batch_size)
     live = sqlite3.connect(_live_settings()["NAME"], timeout=30, isolation_level=None)
     try:
         live.execute("ATTACH DATABASE ? AS rebuild", [str(_shadow_file())])
         locked = time.monotonic()
         live.execute("BEGIN IMMEDIATE")
-        _catch_up_on_new_connection(batch_size)
         for table in tables:
             live.execute(f"DELETE FROM main.{table}")  # noqa: S608
             live.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild.{table}")  # noqa: S608

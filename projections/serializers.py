@@ -144,6 +144,7 @@ class RecentReviewSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     author = serializers.CharField(help_text="The author's username.")
     rating = serializers.IntegerField(min_value=1, max_value=5)
+    title = serializers.CharField(allow_blank=True, help_text="Empty for untitled reviews.")
     body = serializers.CharField()
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)

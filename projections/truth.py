@@ -79,6 +79,7 @@ def _recent_reviews(product_ids: Iterable[int] | None) -> dict[int, list[dict[st
                 review_id=review.pk,
                 author=review.author.get_username(),
                 rating=review.rating,
+                title=review.title,
                 body=review.body,
                 created_at=review.created_at,
                 edited_at=review.edited_at,

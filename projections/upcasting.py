@@ -34,3 +34,10 @@ def upcast(event: StoredEvent) -> StoredEvent:
     if version == event.version:
         return event
     return dataclasses.replace(event, payload=payload, version=version)
+
+
+@upcaster("ReviewAdded", from_version=1)
+def review_added_gains_a_title(payload: Payload) -> Payload:
+    """Version 2 of ReviewAdded carries the review's title; older reviews had none."""
+    payload.setdefault("title", "")
+    return payload

@@ -23,6 +23,9 @@ class ReviewCommandResultSerializer(serializers.Serializer):
 
 class ReviewAddSerializer(serializers.Serializer):
     product = serializers.IntegerField(help_text="The product id.")
+    title = serializers.CharField(
+        required=False, allow_blank=True, help_text="Optional, up to 120 characters."
+    )
     rating = serializers.IntegerField(help_text="1 to 5 stars.")
     body = serializers.CharField(
         allow_blank=True, trim_whitespace=False, help_text="10 to 5,000 characters."
@@ -70,6 +73,7 @@ class ReviewCreateView(CommandView):
         review, token = run_command(
             lambda: services.review_add(
                 product_id=data["product"],
+                title=data.get("title", ""),
                 author=request.user,
                 rating=data["rating"],
                 body=data["body"],

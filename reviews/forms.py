@@ -11,6 +11,7 @@ class ReviewForm(forms.Form):
         choices=[(stars, f"{stars} star{'s' if stars > 1 else ''}") for stars in range(5, 0, -1)],
         coerce=int,
     )
+    title = forms.CharField(required=False, max_length=120, label="Title (optional)")
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), label="Your review")
 
     def add_domain_error(self, error: DomainError) -> None:

@@ -9,6 +9,7 @@ from catalog.models import Product
 
 MIN_BODY = 10
 MAX_BODY = 5000
+MAX_TITLE = 120
 
 
 class Review(models.Model):
@@ -17,6 +18,7 @@ class Review(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews"
     )
     rating = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=MAX_TITLE, blank=True)
     body = models.TextField()
     created_at = models.DateTimeField(db_default=Now())
     edited_at = models.DateTimeField(null=True, blank=True)

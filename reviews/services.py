@@ -16,7 +16,7 @@ from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from catalog.models import Product
 from catalog.signals import send_event
 from catalog.validation import clean_id, clean_text, clean_whole_number
-from reviews.models import MAX_BODY, MIN_BODY, Review
+from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
 from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
 
 # Whoever sent the command, signed in or not (``request.user``); each command checks.
@@ -53,9 +53,20 @@ def _locked_review(review_id: Any) -> Review:
     return review
 
 
-def review_add(*, product_id: int, author: Actor, rating: int, body: str) -> Review:
+def clean_title(value: Any) -> str:
+    if isinstance(value, str):
+        value = value.strip()
+    return clean_text(
+        value, field="title", min_length=0, max_length=MAX_TITLE, message=errors.TITLE_LENGTH
+    )
+
+
+def review_add(
+    *, product_id: int, author: Actor, rating: int, body: str, title: str = ""
+) -> Review:
     author = _require_user(author)
     rating = clean_rating(rating)
+    title = clean_title(title)
     body = clean_body(body)
     pk = clean_id(product_id)
     with transaction.atomic():
@@ -70,7 +81,12 @@ def review_add(*, product_id: int, author: Actor, rating: int, body: str) -> Rev
         try:
             with transaction.atomic():
                 review = Review.objects.create(
-                    product=product, author=author, rating=rating, body=body, created_at=now
+                    product=product,
+                    author=author,
+                    rating=rating,
+                    title=title,
+                    body=body,
+                    created_at=now,
                 )
         except IntegrityError:
             raise Conflict(errors.REVIEW_EXISTS) from None
@@ -81,6 +97,7 @@ def review_add(*, product_id: int, author: Actor, rating: int, body: str) -> Rev
                 author_id=author.pk,
                 author_name=author.get_username(),
                 rating=rating,
+                title=title,
                 body=body,
                 created_at=now,
             )

@@ -20,10 +20,14 @@ class ReviewEvent(DomainEvent):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReviewAdded(ReviewEvent):
+    """Version 2 added ``title``; ``projections.upcasting`` gives version 1 an empty one."""
+
     event_type: ClassVar[str] = "ReviewAdded"
+    version: ClassVar[int] = 2
     author_id: int
     author_name: str
     rating: int
+    title: str
     body: str
     created_at: datetime
 

@@ -28,6 +28,7 @@ def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
                     author=request.user,
                     rating=form.cleaned_data["rating"],
                     body=form.cleaned_data["body"],
+                    title=form.cleaned_data["title"],
                 )
         except NotFound as error:
             raise Http404(error.message) from error

@@ -45,7 +45,9 @@ def nothing_written() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def records_one_event(event_type: str, stream_type: str) -> Iterator[list[Event]]:
+def records_one_event(
+    event_type: str, stream_type: str, version: int = 1
+) -> Iterator[list[Event]]:
     """Fail unless the block records exactly one event, of this type on this kind of stream.
 
     The list it yields holds that event once the block has run.
@@ -55,5 +57,5 @@ def records_one_event(event_type: str, stream_type: str) -> Iterator[list[Event]
     yield recorded
     recorded.extend(events_after(start))
     assert [(e.event_type, e.stream_type, e.version) for e in recorded] == [
-        (event_type, stream_type, 1)
+        (event_type, stream_type, version)
     ]

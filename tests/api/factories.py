@@ -32,12 +32,18 @@ def price_history(*prices: str, days_apart: int = 7) -> list[dict[str, Any]]:
 
 
 def review(
-    review_id: int, *, author: str = "carol", rating: int = 5, body: str = "Great value."
+    review_id: int,
+    *,
+    author: str = "carol",
+    rating: int = 5,
+    title: str = "",
+    body: str = "Great value.",
 ) -> dict[str, Any]:
     return shaping.review_entry(
         review_id=review_id,
         author=author,
         rating=rating,
+        title=title,
         body=body,
         created_at=START + dt.timedelta(hours=review_id),
         edited_at=None,

@@ -108,7 +108,7 @@ def test_a_poison_event_parks_halts_its_partition_only_and_can_be_retried(monkey
     victim = Event.objects.filter(event_type="ProductCreated").order_by("position")[3]
     victim_product = victim.payload["product_id"]
     product_change_stock(product_id=victim_product, quantity=3)
-    poison = Event.objects.filter(event_type="StockChanged").order_by("-position").first()
+    poison = Event.objects.filter(event_type="StockChanged").latest("position")
     halted_partition = victim_product % settings.PROJECTION_PARTITIONS
 
     real_handler = ProductProjection.stock_changed
@@ -151,7 +151,9 @@ def test_skipping_a_parked_event_moves_its_partition_past_it(monkeypatch, settin
     seed_catalog(rng, products=4)
     from catalog.services import product_change_stock
 
-    product_id = Event.objects.filter(event_type="ProductCreated").first().payload["product_id"]
+    product_id = (
+        Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
+    )
     product_change_stock(product_id=product_id, quantity=0)
     product_change_stock(product_id=product_id, quantity=9)
 

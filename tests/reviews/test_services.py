@@ -17,16 +17,21 @@ pytestmark = pytest.mark.django_db
 def test_review_add_records_review_added():
     product, author = ProductFactory.create(), UserFactory.create(username="carol")
 
-    with records_one_event("ReviewAdded", "review") as events:
-        review = review_add(product_id=product.pk, author=author, rating=5, body="Love it, truly.")
+    with records_one_event("ReviewAdded", "review", version=2) as events:
+        review = review_add(
+            product_id=product.pk, author=author, rating=5, title=" Sturdy ", body="Love it, truly."
+        )
 
     assert events[0].stream_id == review.pk
+    assert events[0].version == 2
+    assert review.title == "Sturdy"
     assert events[0].payload == {
         "review_id": review.pk,
         "product_id": product.pk,
         "author_id": author.pk,
         "author_name": "carol",
         "rating": 5,
+        "title": "Sturdy",
         "body": "Love it, truly.",
         "created_at": review.created_at.isoformat(),
     }

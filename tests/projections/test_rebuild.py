@@ -1,0 +1,228 @@
+"""rebuild_projections, verify_projections and event upcasting."""
+
+import io
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+
+from catalog import services as catalog
+from projections.engine import project_all
+from projections.models import Event, ProductReadModel, RebuildRun
+from projections.rebuild import rebuild, shadow_exists
+from tests.projections.history import (
+    assert_exact,
+    make_users,
+    random_command,
+    seed_catalog,
+    snapshot,
+)
+from tests.projections.processes import ROOT, database_url
+
+both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+
+def quiet(*args: object) -> None:
+    return None
+
+
+def history(seed: int, commands: int = 150) -> None:
+    rng = random.Random(seed)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(commands):
+        random_command(rng, users)
+
+
+@both_databases
+@pytest.mark.parametrize("from_events", [False, True], ids=["snapshot", "from-events"])
+def test_a_rebuild_equals_the_incremental_projection(from_events):
+    history(seed=61)
+    project_all()
+    incremental = snapshot()
+    run = rebuild(from_events=from_events, batch_size=37, progress=quiet, log=quiet)
+    assert run.phase == RebuildRun.Phase.SWAPPED
+    assert snapshot() == incremental
+    assert_exact()
+    assert not shadow_exists()
+    # The swapped-in checkpoints carry on with new events.
+    product_id = next(iter(incremental[0]))
+    catalog.product_change_stock(product_id=product_id, quantity=77)
+    project_all()
+    assert ProductReadModel.objects.get(pk=product_id).stock_quantity == 77
+    assert_exact()
+
+
+@both_databases
+def test_readers_and_writers_carry_on_during_a_rebuild():
+    history(seed=62, commands=80)
+    project_all()
+    product_ids = list(ProductReadModel.objects.values_list("pk", flat=True))
+    stop = threading.Event()
+    problems: list[str] = []
+    reads = [0]
+
+    def reader() -> None:
+        rng = random.Random(1)
+        try:
+            while not stop.is_set():
+                pk = rng.choice(product_ids)
+                row = ProductReadModel.objects.filter(pk=pk).first()
+                if row is None:
+                    problems.append(f"product {pk} missing")
+                elif row.seller_name == "" or len(row.rating_histogram) != 5:
+                    problems.append(f"product {pk} half built")
+                reads[0] += 1
+        except Exception as error:
+            problems.append(repr(error))
+        finally:
+            connections.close_all()
+
+    def writer() -> None:
+        rng = random.Random(2)
+        users = make_users_for_writer()
+        try:
+            while not stop.is_set():
+                random_command(rng, users)
+                time.sleep(0.002)
+        except Exception as error:
+            problems.append(f"writer: {error!r}")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        rebuild(from_events=False, batch_size=25, progress=quiet, log=quiet)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert problems == []
+    assert reads[0] > 10
+    project_all()
+    assert_exact()
+
+
+def make_users_for_writer() -> list:
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    users = [model.objects.create_user(username=f"writer{n}") for n in range(6)]
+    users.append(model.objects.create_user(username="writer-staff", is_staff=True))
+    return users
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_rebuild_killed_half_way_finishes_on_the_next_run(tmp_path):
+    history(seed=63, commands=200)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url("default"),
+        "READ_DATABASE_URL": database_url("read"),
+        "PATH": "/usr/bin:/bin",
+    }
+    command = [
+        sys.executable,
+        "manage.py",
+        "rebuild_projections",
+        "--from-events",
+        "--batch-size",
+        "5",
+    ]
+    first = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run = RebuildRun.objects.order_by("-pk").first()
+        if run and run.phase == RebuildRun.Phase.REPLAY and shadow_exists():
+            time.sleep(1.0)  # well into the replay
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    assert RebuildRun.objects.get().finished_at is None, "killed before it finished"
+
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Resuming rebuild" in second.stdout
+    assert RebuildRun.objects.get().phase == RebuildRun.Phase.SWAPPED
+    assert not shadow_exists()
+    assert_exact()
+
+
+@both_databases
+def test_verify_finds_a_corrupted_row_names_the_field_and_fix_repairs_it():
+    history(seed=64, commands=60)
+    project_all()
+    victim = ProductReadModel.objects.earliest("pk")
+    ProductReadModel.objects.filter(pk=victim.pk).update(
+        review_count=victim.review_count + 3, seller_reputation="0.01"
+    )
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("verify_projections", stdout=out, stderr=io.StringIO())
+    assert exit_info.value.code == 1
+    report = out.getvalue()
+    assert "1 drifted" in report
+    assert f"product {victim.pk} review_count" in report
+    assert f"product {victim.pk} seller_reputation" in report
+
+    fixed = io.StringIO()
+    call_command("verify_projections", "--fix", stdout=fixed)
+    assert "Repaired 1 rows" in fixed.getvalue()
+    clean = io.StringIO()
+    call_command("verify_projections", stdout=clean)
+    assert "No drift." in clean.getvalue()
+    assert_exact()
+
+
+@both_databases
+def test_an_old_version_event_is_projected_as_the_current_version():
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from reviews.models import Review
+
+    seed_catalog(random.Random(65), products=2)
+    product_id = (
+        Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
+    )
+    author = get_user_model().objects.create_user(username="old-timer")
+    # A review written before ReviewAdded had a title: version 1, stored as it was then.
+    with transaction.atomic():
+        review = Review.objects.create(
+            product_id=product_id, author=author, rating=4, body="Written in version one."
+        )
+        Event.objects.create(
+            stream_type="review",
+            stream_id=review.pk,
+            event_type="ReviewAdded",
+            version=1,
+            payload={
+                "review_id": review.pk,
+                "product_id": product_id,
+                "author_id": author.pk,
+                "author_name": author.username,
+                "rating": 4,
+                "body": "Written in version one.",
+                "created_at": review.created_at.isoformat(),
+            },
+        )
+    project_all()
+    row = ProductReadModel.objects.get(pk=product_id)
+    assert row.recent_reviews[0]["title"] == ""
+    assert row.recent_reviews[0]["body"] == "Written in version one."
+    assert row.review_count == 1
+    assert_exact()
