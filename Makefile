@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-postgres test-sqlite lint migrate bench-small clean
+.PHONY: setup run test test-postgres test-sqlite lint migrate bench-small bench-large clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+## The benchmark suite on small data (a few minutes): bench/results/small/report.md.
+## Needs PostgreSQL, Redis and wrk (apt-get install -y wrk); see README "Benchmarks".
+bench-small: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench all --size small
+
+## The large run behind README's figures (10K products, 2M reviews; about an hour).
+bench-large: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench all --size large
 
 ## Migrate both databases (write and read) for the current environment.
 migrate: $(STAMP)

@@ -1,8 +1,21 @@
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from bench import projector
 
-COMMANDS = {"projector": projector.main}
+def _all(argv: list[str]) -> Any:
+    from bench import suite
+
+    return suite.main(argv)
+
+
+def _projector(argv: list[str]) -> Any:
+    from bench import projector
+
+    return projector.main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], Any]] = {"all": _all, "projector": _projector}
 
 
 def main() -> None:

@@ -1,0 +1,222 @@
+"""HTTP: the read API and the detail page against the naive endpoint and the ceiling.
+
+Everything runs under gunicorn (2 sync workers, 127.0.0.1) with the bench
+settings (``bench.urls``: the app's URLs plus the naive, ceiling and cached
+endpoints) and ``DATABASE_POOL=true``, the production option that keeps
+connections open. wrk (one thread, a few connections) measures how many
+requests per second each endpoint takes; ``bench.loadgen`` then measures
+latency at a fixed rate: the API and the ceiling at half the ceiling's
+throughput, the page and the naive endpoint at half their own.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import naive, setup
+from bench.loadgen import fixed_rate
+from bench.stats import curve_ms, summary_ms
+
+WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
+WRK_CONNECTIONS = 8
+WRK_INSTALL = (
+    "wrk is needed for the HTTP benchmark. On Debian or Ubuntu: sudo apt-get install -y wrk "
+    "(elsewhere: https://github.com/wg/wrk)."
+)
+PATHS = {
+    "api": "/api/products/{id}/",
+    "page": "/products/{id}/",
+    "ceiling": "/bench/ceiling/{id}/",
+    "naive": "/bench/naive/{id}/",
+    "cached": "/bench/cached/{id}/",
+}
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit(WRK_INSTALL)
+
+
+def wrk(url: str, seconds: float, connections: int = WRK_CONNECTIONS) -> dict[str, Any]:
+    """One wrk run; its summary and latency distribution (ms)."""
+    result = subprocess.run(
+        [
+            *("wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"),
+            *("--timeout", "60s", "--latency", "-s", str(WRK_REPORT), url),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 120,
+    )
+    match = re.search(r"^WRKJSON (.*)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed on {url}: {result.stdout}\n{result.stderr}")
+    raw = json.loads(match.group(1))
+    duration = raw["duration_us"] / 1e6
+    percentiles = {p: us / 1000 for p, us in raw["latency_us"]["percentiles"]}
+    return {
+        "url": url,
+        "connections": connections,
+        "seconds": duration,
+        "requests": raw["requests"],
+        "rps": raw["requests"] / duration,
+        "errors": raw["errors"],
+        "p50_ms": percentiles[50],
+        "p95_ms": percentiles[95],
+        "p99_ms": percentiles[99],
+        "max_ms": raw["latency_us"]["max"] / 1000,
+        "curve_ms": [(p / 100, ms) for p, ms in percentiles.items()],
+    }
+
+
+class BackgroundLoad:
+    """wrk hammering one URL until stopped (for commands under read load)."""
+
+    def __init__(self, url: str, connections: int = WRK_CONNECTIONS) -> None:
+        self.url = url
+        self.connections = connections
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "BackgroundLoad":
+        self.process = subprocess.Popen(
+            ["wrk", "-t1", f"-c{self.connections}", "-d3600s", "--timeout", "60s", self.url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # let it reach full load
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _store_ceiling_rows(base: str, product_ids: list[int]) -> None:
+    """The ceiling serves the API's own bytes for the product, one row by key."""
+    from bench.urls import CEILING_TABLE
+
+    with setup.connect(setup.READ_URL) as connection:
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {CEILING_TABLE} "
+            "(id bigint PRIMARY KEY, body text NOT NULL)"
+        )
+        for product_id in product_ids:
+            status, body = setup.http_get(base + PATHS["api"].format(id=product_id))
+            if status != 200:
+                raise RuntimeError(f"GET api detail of {product_id} answered {status}")
+            connection.execute(
+                f"INSERT INTO {CEILING_TABLE} VALUES (%s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+                [product_id, body.decode()],
+            )
+
+
+def _verify(base: str, products: dict[str, int]) -> dict[str, Any]:
+    """Every endpoint answers 200 with the same figures before anything is timed."""
+    checked = {}
+    for which, product_id in products.items():
+        answers = {}
+        for name, path in PATHS.items():
+            status, body = setup.http_get(base + path.format(id=product_id))
+            if status != 200:
+                raise RuntimeError(f"{name} for the {which} product answered {status}")
+            answers[name] = body
+        api = json.loads(answers["api"])
+        five_table = json.loads(answers["naive"])
+        if api["review_count"] != five_table["review_count"]:
+            raise RuntimeError(
+                f"read model and write model disagree on the {which} product: "
+                f"{api['review_count']} != {five_table['review_count']} reviews"
+            )
+        if answers["ceiling"] != answers["api"]:
+            raise RuntimeError("the ceiling does not serve the API's bytes")
+        if api["name"].encode() not in answers["page"]:
+            raise RuntimeError(f"the detail page of the {which} product lacks its name")
+        checked[which] = {
+            "product_id": product_id,
+            "review_count": api["review_count"],
+            "bytes": {name: len(body) for name, body in answers.items()},
+        }
+    return checked
+
+
+def _check_errors(label: str, run: dict[str, Any]) -> None:
+    errors = run["errors"]
+    if errors["status"] or errors["connect"]:
+        raise RuntimeError(
+            f"{label}: {errors['status']} non-2xx answers, {errors['connect']} refused"
+        )
+
+
+def run(size: Any, products: dict[str, int], log: Any) -> dict[str, Any]:
+    require_wrk()
+    results: dict[str, Any] = {
+        "throughput": {},
+        "fixed_rate": {},
+        "wrk_connections": WRK_CONNECTIONS,
+    }
+    with setup.gunicorn(workers=2, DATABASE_POOL="true") as base:
+        _store_ceiling_rows(base, list(products.values()))
+        results["checked"] = _verify(base, products)
+
+        def load(name: str, which: str, key: str | None = None) -> None:
+            url = base + PATHS[name].format(id=products[which])
+            wrk(url, 1, connections=2)  # warm up
+            measured = wrk(url, size.http_seconds)
+            _check_errors(f"{name} ({which})", measured)
+            results["throughput"][key or f"{name}:{which}"] = measured
+            log(
+                f"  {key or name + ':' + which:<24} {measured['rps']:>9.1f} req/s  "
+                f"p50 {measured['p50_ms']:.1f} ms  p99 {measured['p99_ms']:.1f} ms"
+            )
+
+        for name in ("ceiling", "api", "page", "cached", "naive"):
+            for which in products:
+                if name in ("ceiling", "cached") and which != "hot":
+                    continue
+                load(name, which)
+        with (
+            setup.connect(setup.WRITE_URL) as connection,
+            naive.without_first_fix_indexes(connection),
+        ):
+            for which in products:
+                load("naive", which, key=f"naive_no_index:{which}")
+
+        ceiling_rps = results["throughput"]["ceiling:hot"]["rps"]
+        half = ceiling_rps / 2
+        rates = {
+            "ceiling:hot": half,
+            "api:hot": half,
+            "api:typical": half,
+            "page:hot": min(half, results["throughput"]["page:hot"]["rps"] / 2),
+            "naive:hot": results["throughput"]["naive:hot"]["rps"] / 2,
+            "naive:typical": results["throughput"]["naive:typical"]["rps"] / 2,
+        }
+        for key, rate in rates.items():
+            name, which = key.split(":")
+            url = base + PATHS[name].format(id=products[which])
+            measured = fixed_rate(url, rate, size.rate_seconds)
+            if measured["errors"] or measured["skipped"]:
+                raise RuntimeError(
+                    f"{key} at {rate:.0f} req/s: {measured['errors']} errors, "
+                    f"{measured['skipped']} requests never sent"
+                )
+            latencies = measured.pop("latencies")
+            results["fixed_rate"][key] = {
+                **measured,
+                **summary_ms(latencies),
+                "curve_ms": curve_ms(latencies),
+            }
+            row = results["fixed_rate"][key]
+            log(
+                f"  {key:<24} at {rate:>7.0f} req/s: p50 {row['p50_ms']:.1f} ms  "
+                f"p99 {row['p99_ms']:.1f} ms"
+            )
+    results["half_ceiling_rps"] = half
+    return results
