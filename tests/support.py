@@ -45,9 +45,7 @@ def nothing_written() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def records_one_event(
-    event_type: str, stream_type: str, version: int = 1
-) -> Iterator[list[Event]]:
+def records_one_event(event_type: str, stream_type: str, version: int = 1) -> Iterator[list[Event]]:
     """Fail unless the block records exactly one event, of this type on this kind of stream.
 
     The list it yields holds that event once the block has run.
