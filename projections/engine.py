@@ -67,7 +67,8 @@ class Projection:
         super().__init_subclass__(**kwargs)
         cls.handlers = {
             event_type: attribute
-            for attribute, member in vars(cls).items()
+            for klass in reversed(cls.__mro__)
+            for attribute, member in vars(klass).items()
             for event_type in getattr(member, "handles_events", ())
         }
 

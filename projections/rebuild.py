@@ -50,6 +50,7 @@ from projections.models import (
     SellerReadModel,
 )
 from projections.projectors import PROJECTIONS
+from projections.projectors.products import WHOLE_PARTITION, WholeProductProjection
 
 READ_DB = "read"
 SHADOW_SCHEMA = "projections_rebuild"
@@ -332,7 +333,7 @@ def catch_up_shadow(batch_size: int, progress: Progress | None = None) -> int:
     applied = 0
     with shadow_alias():
         behind = _events_behind()
-        while not _reached(target):
+        while not _reached(target, Checkpoint.objects.all()):
             round_applied = 0
             for projection in PROJECTIONS.values():
                 ensure_checkpoints(projection)
@@ -346,16 +347,77 @@ def catch_up_shadow(batch_size: int, progress: Progress | None = None) -> int:
     return applied
 
 
-def _reached(target: eventlog.LogPosition) -> bool:
-    return (
-        all(
-            eventlog.LogPosition(transaction_id, position) >= target
-            for transaction_id, position in Checkpoint.objects.values_list(
-                "transaction_id", "position"
-            )
-        )
-        and Checkpoint.objects.exists()
+def _reached(target: eventlog.LogPosition, checkpoints: Any) -> bool:
+    positions = list(checkpoints.values_list("transaction_id", "position"))
+    return bool(positions) and all(
+        eventlog.LogPosition(transaction_id, position) >= target
+        for transaction_id, position in positions
     )
+
+
+def replay_whole(batch_size: int, progress: Progress) -> int:
+    """Replay the log once for all product partitions together, then give
+    every partition the result: its rows are already in place, and its facts
+    and checkpoint are copies of the whole pass's.
+
+    Resumable: the whole pass has a checkpoint of its own until the split.
+    """
+    products = PROJECTIONS["products"]
+    sellers = PROJECTIONS["sellers"]
+    target = eventlog.head()
+    applied = 0
+    with shadow_alias():
+        whole = Checkpoint.objects.filter(projector=products.name, partition=WHOLE_PARTITION)
+        if not whole.exists():
+            if Checkpoint.objects.filter(projector=products.name).exists():
+                return 0  # split already: the run goes on catching up
+            Checkpoint.objects.create(projector=products.name, partition=WHOLE_PARTITION)
+        ensure_checkpoints(sellers)
+        behind = eventlog.count_after(eventlog.START)
+        while True:
+            step = catch_up(WholeProductProjection, WHOLE_PARTITION, batch_size=batch_size)
+            step += catch_up(sellers, 0, batch_size=batch_size)
+            applied += step
+            progress("events", applied, max(behind, applied))
+            if step == 0 or _reached(target, Checkpoint.objects.filter(pk=whole.get().pk)):
+                break
+        _split_whole(products.name, products.partition_count())
+    return applied
+
+
+_FACT_COLUMNS = "product_id, seller_id, name, price, is_active, rating_sum, review_count"
+_COPY_PRODUCT_FACTS = f"""
+    INSERT INTO projections_productfacts (projector, partition, {_FACT_COLUMNS})
+    SELECT projector, %s, {_FACT_COLUMNS} FROM projections_productfacts
+    WHERE projector = %s AND partition = %s
+"""  # noqa: S608 (constant SQL; values are parameters)
+_COPY_SELLER_FACTS = """
+    INSERT INTO projections_sellerfacts (projector, partition, seller_id, name, reputation)
+    SELECT projector, %s, seller_id, name, reputation FROM projections_sellerfacts
+    WHERE projector = %s AND partition = %s
+"""
+
+
+def _split_whole(name: str, partitions: int) -> None:
+    whole = {"projector": name, "partition": WHOLE_PARTITION}
+    with transaction.atomic(using=READ_DB), connections[READ_DB].cursor() as cursor:
+        for partition in range(partitions):
+            cursor.execute(_COPY_PRODUCT_FACTS, [partition, name, WHOLE_PARTITION])
+            cursor.execute(_COPY_SELLER_FACTS, [partition, name, WHOLE_PARTITION])
+        ProductFacts.objects.filter(**whole).delete()
+        SellerFacts.objects.filter(**whole).delete()
+        checkpoint = Checkpoint.objects.get(**whole)
+        Checkpoint.objects.bulk_create(
+            Checkpoint(
+                projector=name,
+                partition=partition,
+                transaction_id=checkpoint.transaction_id,
+                position=checkpoint.position,
+                events_applied=checkpoint.events_applied,
+            )
+            for partition in range(partitions)
+        )
+        checkpoint.delete()
 
 
 def _events_behind() -> int:
@@ -459,6 +521,9 @@ def rebuild(
         else:
             run.rows = backfill_from_snapshot(progress)
             _set_phase(run, RebuildRun.Phase.TAIL)
+    if run.phase == RebuildRun.Phase.REPLAY:
+        run.events += replay_whole(batch_size, progress)
+        _set_phase(run, RebuildRun.Phase.TAIL)
     run.events += catch_up_shadow(batch_size, progress)
     run.save(update_fields=["events"])
     waited = swap(batch_size)

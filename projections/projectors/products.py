@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from projections.bulk import upsert
@@ -110,11 +111,12 @@ class ProductProjection(Projection):
             for fact in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids)
         }
 
+    def _owned_rows(self) -> Q:
+        return Q(partition=self.partition)
+
     def _load_links(self, product_ids: set[int]) -> None:
-        links = RelatedLink.objects.filter(
-            target_id__in=product_ids, partition=self.partition
-        ).values_list("target_id", "source_id")
-        for target_id, source_id in links:
+        links = RelatedLink.objects.filter(self._owned_rows(), target_id__in=product_ids)
+        for target_id, source_id in links.values_list("target_id", "source_id"):
             self.sources_of[target_id].add(source_id)
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
@@ -124,7 +126,7 @@ class ProductProjection(Projection):
         rows = ProductReadModel.objects.filter(product_id__in=owned)
         if fanned_sellers:
             rows = rows | ProductReadModel.objects.filter(
-                partition=self.partition, seller_id__in=fanned_sellers
+                self._owned_rows(), seller_id__in=fanned_sellers
             )
         self.rows = {row.product_id: row for row in rows}
 
@@ -174,7 +176,7 @@ class ProductProjection(Projection):
         seller = self.sellers[payload["seller_id"]]
         self.rows[product_id] = ProductReadModel(
             product_id=product_id,
-            partition=self.partition,
+            partition=partition_of(product_id, self.partitions),
             name=payload["name"],
             slug=payload["slug"],
             description=payload["description"],
@@ -427,7 +429,28 @@ class ProductProjection(Projection):
             return
         RelatedLink.objects.filter(source_id__in=self.relinked).delete()
         RelatedLink.objects.bulk_create(
-            RelatedLink(source_id=source_id, target_id=entry["id"], partition=self.partition)
+            RelatedLink(
+                source_id=source_id,
+                target_id=entry["id"],
+                partition=partition_of(source_id, self.partitions),
+            )
             for source_id in sorted(self.relinked)
             for entry in self.rows[source_id].related_products
         )
+
+
+WHOLE_PARTITION = 32767
+
+
+class WholeProductProjection(ProductProjection):
+    """Every partition at once, for replaying the log into empty tables.
+
+    A rebuild replays the log once with it instead of once per partition; its
+    facts are then copied to each partition (``projections.rebuild``).
+    """
+
+    def owns(self, product_id: int) -> bool:
+        return True
+
+    def _owned_rows(self) -> Q:
+        return Q()

@@ -227,7 +227,11 @@ class Command(BaseCommand):
             disable=not self.interactive or not total,
             dynamic_ncols=True,
         ) as bar:
-            yield bar.update
+
+            def advance(count: int) -> None:
+                bar.update(count)
+
+            yield advance
         if not self.interactive and total:
             elapsed = time.monotonic() - started
             self.stderr.write(f"{label}: {total} done in {elapsed:.1f}s")
