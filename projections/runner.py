@@ -4,8 +4,15 @@ On PostgreSQL it sleeps on ``LISTEN storefront_events`` (the write side
 notifies on commit), so new events are projected within milliseconds without
 polling; a timeout still sweeps every second in case a notification was
 missed. On SQLite it polls, backing off from 20 ms to 1 s while idle.
+
+A database that cannot be reached (the read database down, a connection
+killed) does not end the loop: the pass is abandoned, every connection of the
+loop is closed, and the loop tries again after a back-off from 0.5 s to 5 s,
+logging each failed attempt once. Nothing is lost meanwhile: the checkpoints
+did not move, so the next pass starts where the last good batch ended.
 """
 
+import contextlib
 import logging
 import signal
 import threading
@@ -15,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
-from django.db import connections
+import psycopg
+from django.db import InterfaceError, OperationalError, connections
 
 from projections.engine import Projection, catch_up, default_owner, ensure_checkpoints
 from projections.eventlog import WRITE_DB
@@ -26,6 +34,19 @@ logger = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 1.0
 MIN_POLL_SECONDS = 0.02
+FIRST_OUTAGE_WAIT_SECONDS = 0.5
+MAX_OUTAGE_WAIT_SECONDS = 5.0
+
+# A database that is down or a connection that broke; anything else is a bug
+# and still ends the loop.
+UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _close_connections() -> None:
+    """Drop this thread's database connections; the next query reconnects."""
+    for connection in connections.all(initialized_only=True):
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 class ProjectorLoop:
@@ -70,25 +91,56 @@ class ProjectorLoop:
     def _catch_up(self, projection: type[Projection], partition: int) -> int:
         if self.stopping.is_set():
             return 0
-        return catch_up(projection, partition, batch_size=self.batch_size, owner=self.owner)
+        try:
+            return catch_up(projection, partition, batch_size=self.batch_size, owner=self.owner)
+        except UNREACHABLE:
+            _close_connections()  # the pool thread's own: it keeps them between passes
+            raise
 
     def run_forever(self) -> None:
         idle_wait = MIN_POLL_SECONDS
-        self._listen()
+        outage_wait = FIRST_OUTAGE_WAIT_SECONDS
+        outage_since: float | None = None
         try:
             while not self.stopping.is_set():
-                if self.run_once():
-                    idle_wait = MIN_POLL_SECONDS
+                try:
+                    if self._listener is None:
+                        self._listen()
+                    applied = self.run_once()
+                    if not applied:
+                        self._idle(idle_wait)
+                except UNREACHABLE as error:
+                    if outage_since is None:
+                        outage_since = time.monotonic()
+                    logger.warning(
+                        "A database is unreachable (%s); trying again in %.1f s.",
+                        _one_line(error),
+                        outage_wait,
+                    )
+                    self._unlisten()
+                    _close_connections()
+                    self.stopping.wait(outage_wait)
+                    outage_wait = min(outage_wait * 2, MAX_OUTAGE_WAIT_SECONDS)
                     continue
-                if self._listener is not None:
-                    self._wait_for_notification(SWEEP_SECONDS)
-                else:
-                    self.stopping.wait(idle_wait)
-                    idle_wait = min(idle_wait * 2, SWEEP_SECONDS)
+                if outage_since is not None:
+                    logger.warning(
+                        "The databases are reachable again after %.1f s; projecting.",
+                        time.monotonic() - outage_since,
+                    )
+                    outage_since = None
+                    outage_wait = FIRST_OUTAGE_WAIT_SECONDS
+                idle_wait = min(idle_wait * 2, SWEEP_SECONDS) if not applied else MIN_POLL_SECONDS
         finally:
             self._unlisten()
             if self._pool is not None:
                 self._pool.shutdown()
+
+    def _idle(self, poll_wait: float) -> None:
+        """Wait for new events: a notification on PostgreSQL, a poll on SQLite."""
+        if self._listener is not None:
+            self._wait_for_notification(SWEEP_SECONDS)
+        else:
+            self.stopping.wait(poll_wait)
 
     def _listen(self) -> None:
         if connections[WRITE_DB].vendor != "postgresql":
@@ -107,5 +159,11 @@ class ProjectorLoop:
 
     def _unlisten(self) -> None:
         if self._listener is not None:
-            self._listener.close()
+            with contextlib.suppress(Exception):
+                self._listener.close()
             self._listener = None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}"
