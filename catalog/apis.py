@@ -7,15 +7,20 @@ until the read model shows the change.
 """
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import services
@@ -24,6 +29,14 @@ from projections.eventlog import START, LogPosition
 from projections.models import Event
 from projections.receivers import capture_positions
 from projections.serializers import FIELD_ERRORS_SCHEMA, ErrorSerializer
+
+PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
 
 
 class ConflictError(exceptions.APIException):
@@ -73,8 +86,19 @@ def run_command[T](command: Callable[[], T]) -> tuple[T, str]:
     return result, token.token()
 
 
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser, but JSON nested too deeply for Python's decoder is a
+    400 like any other malformed body, not a RecursionError and a 500."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+
+
 class CommandView(APIView):
-    """An authenticated JSON command endpoint.
+    """An authenticated JSON command endpoint, throttled per user.
 
     Token authentication comes first so an anonymous request gets 401 with a
     ``WWW-Authenticate`` header rather than a 403.
@@ -83,6 +107,18 @@ class CommandView(APIView):
     authentication_classes = (TokenAuthentication, SessionAuthentication)
     permission_classes: tuple[type[BasePermission], ...] = (IsAuthenticated,)
     renderer_classes = (JSONRenderer,)
+    parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "commands"
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, exceptions.ParseError):
+            # A body that is not JSON (or not UTF-8) answers like any other
+            # invalid input: field errors, as documented.
+            exc = exceptions.ValidationError({"non_field_errors": [str(exc.detail)]})
+        elif isinstance(exc, RequestDataTooBig):
+            exc = BodyTooLarge()
+        return super().handle_exception(exc)
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
@@ -92,6 +128,11 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         403: OpenApiResponse(ErrorSerializer, description="Signed in, but not allowed."),
         404: OpenApiResponse(ErrorSerializer, description="No such object."),
         409: OpenApiResponse(ErrorSerializer, description="Conflicts with the current state."),
+        413: OpenApiResponse(ErrorSerializer, description="The request body is too large."),
+        415: OpenApiResponse(
+            ErrorSerializer,
+            description="Unsupported body type: send JSON, a form or multipart form data.",
+        ),
         429: OpenApiResponse(ErrorSerializer, description="Too many requests: slow down."),
     }
     return {code: described[code] for code in codes}
@@ -135,8 +176,19 @@ class StaffCommandView(CommandView):
     permission_classes = (IsAuthenticated, IsAdminUser)
 
 
+class PlainDecimalField(serializers.DecimalField):
+    """A decimal written as JSON writes numbers: ASCII digits, one point, an
+    exponent. Python's ``Decimal`` would also take ``1_000`` or Arabic-Indic
+    digits; a client that sends those has a bug, so they are a 400."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and not PLAIN_DECIMAL.fullmatch(data.strip()):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PriceChangeSerializer(serializers.Serializer):
-    price = serializers.DecimalField(
+    price = PlainDecimalField(
         max_digits=None,
         decimal_places=None,
         help_text="The new price: positive, at most 2 decimal places, below 100,000,000.",
@@ -165,11 +217,11 @@ class ProductPriceView(StaffCommandView):
     @extend_schema(
         operation_id="products_price_change",
         summary="Change a product's price (staff)",
-        parameters=[product_id_parameter(), *answer_headers()],
+        parameters=[product_id_parameter(), *answer_headers(throttled=True)],
         request=PriceChangeSerializer,
         responses={
             202: OpenApiResponse(PriceChangeResultSerializer, description="Price changed."),
-            **error_responses(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404, 413, 415, 429),
         },
         tags=["commands"],
     )
@@ -189,11 +241,11 @@ class ProductStockView(StaffCommandView):
     @extend_schema(
         operation_id="products_stock_change",
         summary="Change a product's stock quantity (staff)",
-        parameters=[product_id_parameter(), *answer_headers()],
+        parameters=[product_id_parameter(), *answer_headers(throttled=True)],
         request=StockChangeSerializer,
         responses={
             202: OpenApiResponse(StockChangeResultSerializer, description="Stock changed."),
-            **error_responses(400, 401, 403, 404),
+            **error_responses(400, 401, 403, 404, 413, 415, 429),
         },
         tags=["commands"],
     )

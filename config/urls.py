@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.apis import ProductPriceView, ProductStockView
-from projections.api import ProductDetailView, ProductListView, SellerDetailView
+from projections.api import ProductDetailView, ProductListView, SellerDetailView, not_found
 from projections.health import healthz
 from projections.views import product_detail, product_list
 from reviews.apis import ReviewCreateView, ReviewDetailView
@@ -29,6 +29,9 @@ api = [
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: any other /api/.../ path is a JSON 404 (without the slash, Django
+    # first tries the path with one).
+    re_path(r"^api/[\s\S]*/$", not_found),
 ]
 
 pages = [

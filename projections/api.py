@@ -5,15 +5,21 @@ one output serializer.
 A query may carry a consistency token from a command (``X-Consistency-Token``
 or ``?consistency_token=``); it then waits, briefly, until the read model has
 applied that position, and says ``X-Read-Model-Stale: true`` if it had to
-answer before.
+answer before. When the read database cannot be reached the answer is 503
+with ``Retry-After``: the commands still work, and the read model catches up
+once the database is back.
 """
 
 import hashlib
+import logging
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
-from django.http import HttpResponse, HttpResponseBase
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.cache import get_conditional_response
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
@@ -52,13 +58,24 @@ MALFORMED_CONSISTENCY = (
 PRODUCT_NOT_FOUND = "No such product."
 SELLER_NOT_FOUND = "No such seller."
 ETAG_VERSION = "v1"
+TOKEN_SHAPE = re.compile(r"[0-9]+-[0-9]+")
+READ_MODEL_UNAVAILABLE = "The read model is unavailable for a moment; try again shortly."
+RETRY_AFTER_SECONDS = 5
+# The read database is down or a connection broke: a 503, not a 500.
+READ_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+
+logger = logging.getLogger(__name__)
 
 
 def requested_token(request: Request) -> LogPosition | None:
     """The consistency token the query carries, or None; a malformed one is a 400."""
-    raw = request.META.get(CONSISTENCY_META) or request.query_params.get(CONSISTENCY_PARAM)
-    if not raw:
+    raw = request.META.get(CONSISTENCY_META)
+    if raw is None:
+        raw = request.query_params.get(CONSISTENCY_PARAM)
+    if raw is None:
         return None
+    if not TOKEN_SHAPE.fullmatch(raw):  # also a token sent empty: it is not one
+        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
     try:
         token = LogPosition.from_token(raw)
     except ValueError:
@@ -66,6 +83,13 @@ def requested_token(request: Request) -> LogPosition | None:
     if max(token.transaction_id, token.position) > selectors.MAX_ID:
         raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
     return token
+
+
+@csrf_exempt  # it changes nothing; a POST gets the same JSON 404
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """A JSON 404 for any ``/api/.../`` path that names no endpoint (a
+    malformed id in a path, say), as the endpoints answer theirs."""
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 def strong_etag(*parts: object) -> str:
@@ -117,6 +141,14 @@ class QueryView(APIView):
         response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, READ_DATABASE_UNREACHABLE):
+            logger.warning("The read database is unreachable: %r", exc)
+            response = Response({"detail": READ_MODEL_UNAVAILABLE}, status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        return super().handle_exception(exc)
 
     def finalize_response(  # type: ignore[override]
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
@@ -228,6 +260,18 @@ CONDITIONAL_PARAMETERS = [
     ),
 ]
 BAD_QUERY = OpenApiResponse(FIELD_ERRORS_SCHEMA, description="A query parameter is invalid.")
+UNAVAILABLE = OpenApiResponse(
+    ErrorSerializer,
+    description="The read database cannot be reached for the moment: try again after "
+    "`Retry-After` seconds. Commands still work meanwhile.",
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    int,
+    OpenApiParameter.HEADER,
+    description="Seconds to wait before asking again.",
+    response=[503],
+)
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the `If-None-Match` tag still matches.")
 
 
@@ -242,6 +286,15 @@ class ListSchema(AutoSchema):
     def _is_list_view(self, serializer: Any = None) -> bool:
         return True
 
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        """The filters and paging parameters may be sent empty: that is the same as
+        leaving them out (``?seller=&search=`` lists everything), and says so."""
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            if parameter["in"] == "query" and parameter["name"] in (*FILTER_NAMES, *PAGE_NAMES):
+                parameter["allowEmptyValue"] = True
+        return parameters
+
 
 class ProductListView(QueryView):
     pagination_class = ProductCursorPagination
@@ -251,12 +304,13 @@ class ProductListView(QueryView):
         operation_id="products_list",
         summary="List products",
         description="Active products, filtered and sorted, one page at a time.",
-        parameters=[ProductListQuerySerializer, *consistency_parameters(200)],
+        parameters=[ProductListQuerySerializer, *consistency_parameters(200), RETRY_AFTER],
         responses={
             200: OpenApiResponse(
                 ProductListItemSerializer(many=True), description="A page of products."
             ),
             400: BAD_QUERY,
+            503: UNAVAILABLE,
         },
         tags=["products"],
     )
@@ -292,12 +346,14 @@ class ProductDetailView(QueryView):
             _id_parameter("product_id", "product"),
             *consistency_parameters(200, 304, 404),
             *CONDITIONAL_PARAMETERS,
+            RETRY_AFTER,
         ],
         responses={
             200: OpenApiResponse(ProductDetailSerializer, description="The product."),
             304: NOT_MODIFIED,
             400: BAD_QUERY,
             404: OpenApiResponse(ErrorSerializer, description=PRODUCT_NOT_FOUND),
+            503: UNAVAILABLE,
         },
         tags=["products"],
     )
@@ -326,12 +382,14 @@ class SellerDetailView(QueryView):
             _id_parameter("seller_id", "seller"),
             *consistency_parameters(200, 304, 404),
             *CONDITIONAL_PARAMETERS,
+            RETRY_AFTER,
         ],
         responses={
             200: OpenApiResponse(SellerSerializer, description="The seller."),
             304: NOT_MODIFIED,
             400: BAD_QUERY,
             404: OpenApiResponse(ErrorSerializer, description=SELLER_NOT_FOUND),
+            503: UNAVAILABLE,
         },
         tags=["sellers"],
     )

@@ -2,9 +2,12 @@
 
 The detail page is one read-model row; after a signed-in user posts a review
 it first waits (briefly) for the read model to apply it, so the author sees
-their own review on the page that follows.
+their own review on the page that follows. While the read database cannot be
+reached the pages answer 503 with ``Retry-After``.
 """
 
+import functools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -12,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -25,7 +29,10 @@ from projections.eventlog import LogPosition
 from projections.models import ProductReadModel
 from projections.serializers import FILTER_NAMES, ProductListQuerySerializer, query_data
 
+logger = logging.getLogger(__name__)
+
 PAGE_SIZE = 24
+RETRY_AFTER_SECONDS = 5
 PENDING_WRITE_KEY = "pending_write"
 RATING_CHOICES = [
     ("5", "★★★★★ Excellent"),
@@ -35,6 +42,26 @@ RATING_CHOICES = [
     ("1", "★☆☆☆☆ Bad"),
 ]
 MIN_RATING_CHOICES = [("4", "4 stars & up"), ("3", "3 stars & up"), ("2", "2 stars & up")]
+
+
+def read_model_page[**P](
+    view: Callable[P, HttpResponse],
+) -> Callable[P, HttpResponse]:
+    """Answer 503 with ``Retry-After`` while the read database cannot be reached."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        try:
+            return view(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            logger.warning("The read database is unreachable: %r", error)
+            request = args[0]
+            assert isinstance(request, HttpRequest)
+            response = render(request, "products/unavailable.html", status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
 
 
 def remember_pending_write(request: HttpRequest, *, product_id: int, token: LogPosition) -> None:
@@ -185,6 +212,7 @@ def render_product_page(
 
 
 @require_safe
+@read_model_page
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
     return render_product_page(request, product_id)
 
@@ -198,6 +226,7 @@ def _page_link(request: HttpRequest, cursor: selectors.Cursor | None) -> str | N
 
 
 @require_safe
+@read_model_page
 def product_list(request: HttpRequest) -> HttpResponse:
     query = ProductListQuerySerializer(data=query_data(request.GET, FILTER_NAMES))
     errors: dict[str, Any] = {}

@@ -4,7 +4,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from catalog.apis import (
     CONSISTENCY_HELP,
@@ -23,10 +22,10 @@ class ReviewCommandResultSerializer(serializers.Serializer):
 
 class ReviewAddSerializer(serializers.Serializer):
     product = serializers.IntegerField(help_text="The product id.")
+    rating = serializers.IntegerField(help_text="1 to 5 stars.")
     title = serializers.CharField(
         required=False, allow_blank=True, help_text="Optional, up to 120 characters."
     )
-    rating = serializers.IntegerField(help_text="1 to 5 stars.")
     body = serializers.CharField(
         allow_blank=True, trim_whitespace=False, help_text="10 to 5,000 characters."
     )
@@ -51,7 +50,6 @@ def _review_id_parameter() -> OpenApiParameter:
 
 
 class ReviewCreateView(CommandView):
-    throttle_classes = (ScopedRateThrottle,)
     throttle_scope = "reviews"
 
     @extend_schema(
@@ -62,7 +60,7 @@ class ReviewCreateView(CommandView):
         request=ReviewAddSerializer,
         responses={
             201: OpenApiResponse(ReviewAddResultSerializer, description="Created."),
-            **error_responses(400, 401, 404, 409, 429),
+            **error_responses(400, 401, 404, 409, 413, 415, 429),
         },
         tags=["commands"],
     )
@@ -73,9 +71,9 @@ class ReviewCreateView(CommandView):
         review, token = run_command(
             lambda: services.review_add(
                 product_id=data["product"],
-                title=data.get("title", ""),
                 author=request.user,
                 rating=data["rating"],
+                title=data.get("title", ""),
                 body=data["body"],
             )
         )
@@ -90,11 +88,11 @@ class ReviewDetailView(CommandView):
         operation_id="reviews_edit",
         summary="Edit your review",
         description="Give a new rating, a new text, or both. Only the author may edit.",
-        parameters=[_review_id_parameter(), *answer_headers()],
+        parameters=[_review_id_parameter(), *answer_headers(throttled=True)],
         request=ReviewEditSerializer,
         responses={
             202: OpenApiResponse(ReviewCommandResultSerializer, description="Accepted."),
-            **error_responses(400, 401, 403, 404, 409),
+            **error_responses(400, 401, 403, 404, 409, 413, 415, 429),
         },
         tags=["commands"],
     )
@@ -117,11 +115,11 @@ class ReviewDetailView(CommandView):
         operation_id="reviews_remove",
         summary="Remove your review",
         description="Only the author may remove a review; they may write a new one afterwards.",
-        parameters=[_review_id_parameter(), *answer_headers()],
+        parameters=[_review_id_parameter(), *answer_headers(throttled=True)],
         request=None,
         responses={
             202: OpenApiResponse(ReviewCommandResultSerializer, description="Accepted."),
-            **error_responses(401, 403, 404),
+            **error_responses(401, 403, 404, 429),
         },
         tags=["commands"],
     )

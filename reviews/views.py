@@ -9,12 +9,13 @@ from django.views.decorators.http import require_POST
 
 from catalog.errors import DomainError, NotFound
 from projections.receivers import capture_positions
-from projections.views import remember_pending_write, render_product_page
+from projections.views import read_model_page, remember_pending_write, render_product_page
 from reviews import services
 from reviews.forms import ReviewForm
 
 
 @require_POST
+@read_model_page
 def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
     product_page = reverse("product-detail", args=[product_id])
     if not request.user.is_authenticated:
@@ -27,8 +28,8 @@ def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
                     product_id=product_id,
                     author=request.user,
                     rating=form.cleaned_data["rating"],
-                    body=form.cleaned_data["body"],
                     title=form.cleaned_data["title"],
+                    body=form.cleaned_data["body"],
                 )
         except NotFound as error:
             raise Http404(error.message) from error

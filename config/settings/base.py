@@ -124,7 +124,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min")},
+    # Every command is throttled per user: "reviews" for new reviews, "commands"
+    # for the others (edits, removals, staff price and stock changes).
+    "DEFAULT_THROTTLE_RATES": {
+        "reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min"),
+        "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Storefront API",
@@ -136,6 +141,20 @@ SPECTACULAR_SETTINGS = {
 # Celery. Without CELERY_BROKER_URL there is no broker: projectors run in
 # `manage.py run_projectors` and the command side sends no wake-up calls.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+
+# The cache (the API's throttle counts) lives in Redis when there is one, so
+# every gunicorn worker and every machine counts together; without Redis it is
+# per process. It fails open (config/cache.py): Redis down never makes a 500.
+REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "storefront",
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+        }
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 # A projector task is only a wake-up call: the checkpoint in the read database

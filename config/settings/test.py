@@ -10,7 +10,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = False
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
-    "DEFAULT_THROTTLE_RATES": {"reviews": env.str("REVIEW_THROTTLE_RATE", default="5/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "reviews": env.str("REVIEW_THROTTLE_RATE", default="5/min"),
+        "commands": env.str("COMMAND_THROTTLE_RATE", default="1000/min"),
+    },
 }
 PROJECTION_RETRY_BASE_SECONDS = 0.0
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)

@@ -505,7 +505,9 @@ json_values = st.recursive(
 
 @pytest.fixture
 def unthrottled(monkeypatch):
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"reviews": "100000/min"})
+    monkeypatch.setattr(
+        ScopedRateThrottle, "THROTTLE_RATES", {"reviews": "100000/min", "commands": "100000/min"}
+    )
 
 
 @hypothesis_settings(
