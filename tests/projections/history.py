@@ -1,9 +1,12 @@
 """Random command histories, run through the real services."""
 
 import random
+import threading
+import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from catalog import services as catalog
 from catalog.errors import DomainError
@@ -154,3 +157,35 @@ def assert_exact() -> None:
 
 def snapshot() -> tuple[dict, dict]:
     return actual_products(), actual_sellers()
+
+
+class Writer(threading.Thread):
+    """Runs random commands until stopped; every command must succeed or be refused."""
+
+    def __init__(self, seed: int, users: list, pause: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.rng = random.Random(seed)
+        self.users = users
+        self.pause = pause
+        self.stop = threading.Event()
+        self.commands = 0
+        self.errors: list[BaseException] = []
+        self.slowest = 0.0
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                random_command(self.rng, self.users)
+                self.slowest = max(self.slowest, time.monotonic() - started)
+                self.commands += 1
+                time.sleep(self.pause)
+        except BaseException as error:  # surfaced by the test
+            self.errors.append(error)
+        finally:
+            connections.close_all()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(30)
+        assert not self.errors, self.errors

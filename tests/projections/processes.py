@@ -2,6 +2,7 @@
 Celery beat and run_projectors, all pointed at the test databases."""
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -9,8 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.db import connections
 
@@ -27,13 +31,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def database_url(alias: str) -> str:
+def database_url(alias: str, *, port: int | None = None) -> str:
+    """The URL of the test database behind ``alias``; ``port`` reaches it through a proxy."""
     settings = connections[alias].settings_dict
     user = settings.get("USER") or "postgres"
     password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
     host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
+    port = port or settings.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+def http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to a server of the test's own: status, headers and body,
+    whatever the status."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
 
 
 class RedisServer:
@@ -143,14 +164,77 @@ def start_beat(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def start_run_projectors(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_run_projectors(
+    env: dict[str, str], log: Path, *arguments: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "manage.py", "run_projectors"],
+        [sys.executable, "manage.py", "run_projectors", *arguments],
         cwd=ROOT,
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_for_log(log: Path, text: str, timeout: float = 30) -> None:
+    """Wait until ``text`` shows up in the process's log (run_projectors says
+    "Projecting" once its signal handlers are installed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never showed up in {log}")
+
+
+def start_gunicorn(
+    env: dict[str, str], port: int, log: Path, *, workers: int = 2
+) -> subprocess.Popen[bytes]:
+    """The site under gunicorn on 127.0.0.1 only; returns once it answers."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--error-logfile",
+            "-",
+            "--log-level",
+            "warning",
+            "--graceful-timeout",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {log.read_text(errors='replace')[-2000:]}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        time.sleep(0.1)
+    kill(process)
+    raise RuntimeError("gunicorn did not start")
+
+
+def batches_running() -> int:
+    """Projector batches holding their partition's lock right now (PostgreSQL),
+    seen from the read database: each batch holds one advisory lock."""
+    with connections["read"].cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM pg_locks
+               WHERE locktype = 'advisory' AND granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+        )
+        return int(cursor.fetchone()[0])
 
 
 def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -187,3 +271,16 @@ def wait_until_caught_up(timeout: float) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"the projectors did not catch up within {timeout} s")
+
+
+def wait_until_passed(position: eventlog.LogPosition, timeout: float, why: str) -> None:
+    """Wait until every partition has applied everything up to ``position``
+    (while commands go on, the head keeps moving: ``wait_until_caught_up``
+    would wait for a writer to stop)."""
+    deadline = time.monotonic() + timeout
+    while not all(
+        eventlog.LogPosition(checkpoint.transaction_id, checkpoint.position) >= position
+        for checkpoint in Checkpoint.objects.all()
+    ):
+        assert time.monotonic() < deadline, why
+        time.sleep(0.1)

@@ -1,0 +1,84 @@
+"""Partitions taken over when their owner dies: three run_projectors
+processes share the partitions; the test SIGKILLs whichever owns the most,
+again and again, and the others take its partitions on without anyone
+stepping in (its advisory locks went with its connections)."""
+
+import collections
+import random
+import signal
+import time
+
+import pytest
+
+from projections import eventlog
+from projections.models import Checkpoint
+from tests.chaos import tally
+from tests.projections.history import Writer, assert_exact, make_users, seed_catalog
+from tests.projections.processes import (
+    kill,
+    process_env,
+    start_run_projectors,
+    wait_for_log,
+    wait_until_caught_up,
+    wait_until_passed,
+)
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True, databases=["default", "read"]),
+]
+
+TAKEOVERS = 4
+
+
+def owners() -> dict[str, str]:
+    """Which process last applied a batch of each partition, by pid."""
+    return {
+        f"{c.projector}[{c.partition}]": c.owner.rsplit(":", 1)[-1]
+        for c in Checkpoint.objects.all()
+    }
+
+
+def test_a_dead_owners_partitions_are_taken_over_without_anyone_stepping_in(tmp_path):
+    rng = random.Random(91)
+    users = make_users()
+    seed_catalog(rng, products=24)
+    env = process_env("", PROJECTION_BATCH_SIZE="10")
+    logs = tmp_path / "loops.log"
+    loops = {}
+    for _ in range(3):
+        loop = start_run_projectors(env, logs)
+        loops[str(loop.pid)] = loop
+    writer = Writer(seed=92, users=users, pause=0.002)
+    taken_over = 0
+    try:
+        for loop in loops.values():
+            wait_for_log(logs, f":{loop.pid}. Ctrl-C stops.")
+        writer.start()
+        for _ in range(TAKEOVERS):
+            time.sleep(1.5)
+            held = collections.Counter(pid for pid in owners().values() if pid in loops)
+            victim_pid, _ = held.most_common(1)[0]
+            victim = loops.pop(victim_pid)
+            theirs = {part for part, pid in owners().items() if pid == victim_pid}
+            kill(victim, signal.SIGKILL)
+            head_at_kill = eventlog.head()
+            # The survivors move every partition past the log as it was at the kill.
+            wait_until_passed(head_at_kill, 30, f"nobody took over {sorted(theirs)}")
+            now = owners()
+            assert all(now[part] != victim_pid for part in theirs), now
+            taken_over += len(theirs)
+            successor = start_run_projectors(env, logs)
+            loops[str(successor.pid)] = successor
+        writer.finish()
+        wait_until_caught_up(60)
+    finally:
+        writer.stop.set()
+        for loop in loops.values():
+            kill(loop)
+    assert taken_over >= TAKEOVERS
+    assert_exact()
+    tally.count("run_projectors owners SIGKILLed", TAKEOVERS)
+    tally.count("partitions taken over from a dead owner", taken_over)
