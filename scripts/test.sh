@@ -30,6 +30,10 @@ if [ "$which" = all ] || [ "$which" = postgres ]; then
 fi
 if [ "$which" = all ] || [ "$which" = sqlite ]; then
   echo "== test suite on the SQLite default"
-  env -u DATABASE_URL -u READ_DATABASE_URL -u CELERY_BROKER_URL \
-    STOREFRONT_VAR_DIR="$(mktemp -d)" run_pytest "$@"
+  (
+    unset DATABASE_URL READ_DATABASE_URL CELERY_BROKER_URL
+    STOREFRONT_VAR_DIR="$(mktemp -d)"
+    export STOREFRONT_VAR_DIR
+    run_pytest "$@"
+  )
 fi
