@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
+from django.utils.csp import CSP
+from django.views.decorators.csp import csp_override
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -10,6 +12,17 @@ from projections.health import healthz
 from projections.views import product_detail, product_list
 from reviews.apis import ReviewCreateView, ReviewDetailView
 from reviews.views import review_create
+
+# Swagger UI loads its bundle from a CDN and starts it with an inline script.
+SWAGGER_UI_CDN = "https://cdn.jsdelivr.net"
+SWAGGER_UI_CSP: dict[str, list[str]] = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.UNSAFE_INLINE, SWAGGER_UI_CDN],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE, SWAGGER_UI_CDN],
+    "img-src": [CSP.SELF, "data:", SWAGGER_UI_CDN],
+    "object-src": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+}
 
 api = [
     path("api/products/", ProductListView.as_view(), name="api-product-list"),
@@ -28,7 +41,11 @@ api = [
         name="api-product-stock",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        csp_override(SWAGGER_UI_CSP)(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     # Last: any other /api/.../ path is a JSON 404 (without the slash, Django
     # first tries the path with one).
     re_path(r"^api/[\s\S]*/$", not_found),
