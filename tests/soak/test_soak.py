@@ -116,13 +116,13 @@ class Load:
             with self.lock:
                 self.writes += 1
             # Read your own write: the next read of that product waits for it.
-            token = json.loads(body).get("consistency_token") if body else None
-            if token:
+            written = json.loads(body) if body else {}
+            if "consistency_token" in written:
                 self.timed(
                     "GET",
                     f"/api/products/{product}/",
                     {200},
-                    headers={"X-Consistency-Token": token},
+                    headers={"X-Consistency-Token": written["consistency_token"]},
                 )
 
 
