@@ -99,32 +99,11 @@ def seed(size: dict[str, int], rng: random.Random) -> dict[str, Any]:
 def wipe_read_side() -> None:
     from django.db import connections
 
-    from projections.models import (
-        Checkpoint,
-        ParkedEvent,
-        ProductFacts,
-        ProductReadModel,
-        RelatedLink,
-        ReviewReadModel,
-        SellerFacts,
-        SellerReadModel,
-    )
+    from projections.rebuild import SWAPPED_MODELS
 
-    tables = [
-        model._meta.db_table
-        for model in (
-            ProductReadModel,
-            SellerReadModel,
-            ReviewReadModel,
-            RelatedLink,
-            ProductFacts,
-            SellerFacts,
-            Checkpoint,
-            ParkedEvent,
-        )
-    ]
+    tables = ", ".join(model._meta.db_table for model in SWAPPED_MODELS)
     with connections["read"].cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)}")
+        cursor.execute(f"TRUNCATE {tables}")
 
 
 def measure_replay(partitions: int) -> dict[str, float]:

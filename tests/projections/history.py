@@ -11,16 +11,7 @@ from django.db import connections
 from catalog import services as catalog
 from catalog.errors import DomainError
 from catalog.models import Product, Seller
-from projections.models import (
-    Checkpoint,
-    ParkedEvent,
-    ProductFacts,
-    ProductReadModel,
-    RelatedLink,
-    ReviewReadModel,
-    SellerFacts,
-    SellerReadModel,
-)
+from projections.rebuild import SWAPPED_MODELS
 from projections.truth import (
     PRODUCT_FIELDS,
     SELLER_FIELDS,
@@ -33,20 +24,9 @@ from projections.truth import (
 from reviews import services as reviews
 from reviews.models import Review
 
-READ_MODELS = (
-    ProductReadModel,
-    SellerReadModel,
-    ReviewReadModel,
-    RelatedLink,
-    ProductFacts,
-    SellerFacts,
-    Checkpoint,
-    ParkedEvent,
-)
-
 
 def wipe_read_side() -> None:
-    for model in READ_MODELS:
+    for model in SWAPPED_MODELS:
         model.objects.all().delete()
 
 
