@@ -20,7 +20,8 @@ from catalog.models import Product
 from projections import eventlog
 from tests.chaos import tally
 from tests.chaos.proxy import CuttableProxy
-from tests.projections.history import Writer, assert_exact, make_users, seed_catalog
+from tests.chaos.verify import assert_no_drift
+from tests.projections.history import Writer, make_users, seed_catalog
 from tests.projections.processes import (
     database_url,
     free_port,
@@ -151,5 +152,5 @@ def test_read_database_outage(broker, read_proxy, tmp_path):
         writer.stop.set()
         for process in processes:
             kill(process)
-    assert_exact()
+    assert_no_drift()
     tally.count("HTTP commands answered while the read database was down", commands)

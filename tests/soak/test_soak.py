@@ -16,7 +16,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Product, Seller
-from tests.projections.history import assert_exact, seed_catalog
+from tests.chaos.verify import assert_no_drift
+from tests.projections.history import seed_catalog
 from tests.projections.processes import (
     free_port,
     http,
@@ -195,4 +196,4 @@ def test_mixed_load_against_gunicorn_with_zero_errors_bounded_lag_and_no_drift(t
     assert load.writes >= 5, f"only {load.writes} writes: the load did not run"
     assert load.reads >= 90 * load.writes
     assert max(lags) <= MAX_LAG_SECONDS, f"the projectors fell {max(lags)} s behind"
-    assert_exact()
+    assert_no_drift()
