@@ -69,13 +69,18 @@ logger = logging.getLogger(__name__)
 
 def requested_token(request: Request) -> LogPosition | None:
     """The consistency token the query carries, or None; a malformed one is a 400."""
-    raw = request.META.get(CONSISTENCY_META)
-    if raw is None:
-        raw = request.query_params.get(CONSISTENCY_PARAM)
-    if raw is None:
+    given = [
+        raw
+        for raw in (request.META.get(CONSISTENCY_META), request.query_params.get(CONSISTENCY_PARAM))
+        if raw is not None
+    ]
+    if not given:
         return None
-    if not TOKEN_SHAPE.fullmatch(raw):  # also a token sent empty: it is not one
+    # Both forms are checked when both are sent (the header wins); an empty
+    # token is not one either.
+    if not all(TOKEN_SHAPE.fullmatch(raw) for raw in given):
         raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
+    raw = given[0]
     try:
         token = LogPosition.from_token(raw)
     except ValueError:

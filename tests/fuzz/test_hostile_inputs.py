@@ -12,6 +12,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from reviews import services as review_services
 from tests import factories
 from tests.api.schema import assert_documented
+from tests.fuzz.conftest import answered
 from tests.support import nothing_written
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db(databases=["default", "read"])]
@@ -136,6 +137,7 @@ def endpoints(shop):
 def refused(client, method, path, documented, body, content_type="application/json"):
     with nothing_written():
         response = client.generic(method, path, body, content_type=content_type)
+    answered[f"{response.status_code // 100}xx"] += 1
     assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
     assert_documented(response, documented, method)
     return response
