@@ -212,9 +212,9 @@ def run_batch(
     PostgreSQL server that holds both databases, a transaction of our own
     that already has an id would hold the log's horizon back.
 
-    ``events``, when given, are applied instead of reading the log; they must
-    start right after the checkpoint (the engine uses this to retry a failed
-    batch one event at a time).
+    ``events``, when given, are applied instead of reading the log, and only
+    if they are exactly the log's next events after the checkpoint (the engine
+    uses this to retry a failed batch one event at a time); otherwise BUSY.
     """
     owner = owner or default_owner()
     name = projection_class.name
@@ -235,7 +235,7 @@ def run_batch(
     )
     if not batch:
         return BatchResult(Outcome.IDLE, position=start)
-    if batch[0].log_position <= start:
+    if events is not None and not _next_in_log(batch, start, peek.skip_snapshot):
         return BatchResult(Outcome.BUSY, position=start)
     try:
         with transaction.atomic(using=READ_DB):
@@ -248,6 +248,13 @@ def run_batch(
             return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position)
     except _HandlerFailed as failure:
         return _recover(projection_class, partition, batch, failure, owner=owner)
+
+
+def _next_in_log(batch: Sequence[StoredEvent], start: LogPosition, skip_snapshot: str) -> bool:
+    """A batch handed in (a retry, a redelivery) applies only if it is exactly
+    the next events of the log after the checkpoint: none applied, none skipped."""
+    following = eventlog.read_events(start, len(batch), skip_snapshot=skip_snapshot)
+    return [event.position for event in following] == [event.position for event in batch]
 
 
 def _unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:

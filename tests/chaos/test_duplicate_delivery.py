@@ -87,11 +87,6 @@ def test_every_batch_delivered_again_late_and_overlapping_applies_each_event_onc
     tally.count("stale or straddling batches replayed and refused", outcomes[Outcome.BUSY])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.run_batch applies an explicit batch that starts past the checkpoint, "
-    "skipping the events in between (reported to the engine's owner)",
-)
 def test_batches_delivered_twice_in_any_order_apply_each_event_once():
     rng, _, events = history(75)
     for projection in PROJECTIONS.values():
