@@ -6,6 +6,12 @@ comes first on purpose: it is what gives the transaction its id, so two
 commands on the same aggregate get ids in the order they hold the lock, and
 the event log's ``(transaction id, position)`` order keeps each aggregate's
 events in the order they happened.
+
+The lock is ``FOR NO KEY UPDATE`` on PostgreSQL: it excludes other commands
+on the aggregate, but not rows elsewhere that merely reference it (their
+foreign-key checks take ``FOR KEY SHARE``). With a plain ``FOR UPDATE``, two
+transactions that each locked a product and then linked it to the other's
+(recommendations, say, saved from the admin) deadlocked.
 """
 
 from collections.abc import Sequence
@@ -43,7 +49,7 @@ from catalog.validation import (
 
 def _locked_seller(seller_id: Any) -> Seller:
     pk = clean_id(seller_id)
-    seller = Seller.objects.select_for_update().filter(pk=pk).first() if pk else None
+    seller = Seller.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
     if seller is None:
         raise NotFound(errors.SELLER_NOT_FOUND, field="seller")
     return seller
@@ -51,7 +57,7 @@ def _locked_seller(seller_id: Any) -> Seller:
 
 def _locked_product(product_id: Any) -> Product:
     pk = clean_id(product_id)
-    product = Product.objects.select_for_update().filter(pk=pk).first() if pk else None
+    product = Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
     if product is None:
         raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
     return product

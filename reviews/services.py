@@ -70,7 +70,10 @@ def review_add(
     body = clean_body(body)
     pk = clean_id(product_id)
     with transaction.atomic():
-        product = Product.objects.select_for_update().filter(pk=pk).first() if pk else None
+        # The product's command lock (see catalog.services); references to it may go on.
+        product = (
+            Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
+        )
         if product is None:
             raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
         if not product.is_active:
