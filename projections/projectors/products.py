@@ -59,6 +59,7 @@ class ProductProjection(Projection):
         self.sellers: dict[int, SellerFacts] = {}
         self.rows: dict[int, ProductReadModel] = {}
         self.sources_of: dict[int, set[int]] = defaultdict(set)
+        self.shown: dict[int, dict[str, Any]] = {}
         self.reviews: dict[int, ReviewReadModel] = {}
         self.dirty_reviews: set[int] = set()
         self.deleted_reviews: set[int] = set()
@@ -92,6 +93,7 @@ class ProductProjection(Projection):
             ):
                 review_ids.add(payload["review_id"])
         self._load_facts(product_ids, seller_ids)
+        self.shown = {product_id: self._related_entry(product_id) for product_id in self.facts}
         self._load_links(product_ids)
         self._load_rows(product_ids, fanned_sellers)
         self.reviews = {
@@ -121,8 +123,6 @@ class ProductProjection(Projection):
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
         owned = {pk for pk in product_ids if self.owns(pk)}
-        for sources in self.sources_of.values():
-            owned |= sources
         rows = ProductReadModel.objects.filter(product_id__in=owned)
         if fanned_sellers:
             rows = rows | ProductReadModel.objects.filter(
@@ -171,6 +171,7 @@ class ProductProjection(Projection):
             is_active=payload["is_active"],
         )
         self.dirty_facts.add(product_id)
+        self.shown[product_id] = self._related_entry(product_id)
         if not self.owns(product_id):
             return
         seller = self.sellers[payload["seller_id"]]
@@ -353,11 +354,24 @@ class ProductProjection(Projection):
         )
 
     def _fan_out(self, product_id: int, event: StoredEvent) -> None:
-        """Show the product's new name, price or rating on every row listing it."""
+        """Show the product's new name, price or rating on every row listing it.
+
+        Rows listing a product show ``self.shown[product_id]``; when the change
+        leaves that entry as it was (a review that moves a popular product's
+        average by less than a cent) no row is loaded or written.
+        """
+        entry = self._related_entry(product_id)
+        if entry == self.shown.get(product_id):
+            return
+        self.shown[product_id] = entry
         sources = self.sources_of.get(product_id)
         if not sources:
             return
-        entry = self._related_entry(product_id)
+        missing = [source_id for source_id in sources if source_id not in self.rows]
+        if missing:
+            self.rows.update(
+                (row.product_id, row) for row in ProductReadModel.objects.filter(pk__in=missing)
+            )
         for source_id in sources:
             row = self.rows[source_id]
             row.related_products = [
