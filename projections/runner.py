@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from projections.engine import Projection, catch_up, default_owner, ensure_checkpoints
+from projections.engine import Projection, catch_up, default_owner
 from projections.eventlog import WRITE_DB
 from projections.pg import listening_connection
 from projections.receivers import EVENTS_CHANNEL
@@ -77,12 +77,11 @@ class ProjectorLoop:
     def run_once(self) -> int:
         """One pass over every partition, on ``threads`` threads: a batch mostly
         waits on the databases, so with more than one the partitions overlap."""
-        work: list[tuple[type[Projection], int]] = []
-        for projection in self.projections:
-            ensure_checkpoints(projection)
-            work.extend(
-                (projection, partition) for partition in range(projection.partition_count())
-            )
+        work = [
+            (projection, partition)
+            for projection in self.projections
+            for partition in range(projection.partition_count())
+        ]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
         futures = [self._pool.submit(self._catch_up, *item) for item in work]
