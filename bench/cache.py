@@ -16,6 +16,7 @@ read the read-model row.
 """
 
 import bisect
+import itertools
 import statistics
 import threading
 import time
@@ -28,6 +29,8 @@ from bench.stats import curve_ms, summary_ms
 
 POLL_SECONDS = 0.005
 SAMPLE_SECONDS = 0.01
+# Prices the probe writes, unique across probes: every observation names its write.
+_prices = itertools.count(90000)
 
 
 class _CacheAside:
@@ -66,6 +69,7 @@ def staleness(size: Any, product_ids: list[int], log: Any) -> dict[str, Any]:
     redis.Redis.from_url(setup.CACHE_URL).flushdb()
     writes: dict[int, list[tuple[float, str]]] = defaultdict(list)  # product -> (commit, price)
     observed: dict[str, list[tuple[float, int, str]]] = {"cache_aside": [], "read_model": []}
+    latest: dict[str, dict[int, str]] = {"cache_aside": {}, "read_model": {}}
     stop = threading.Event()
     origin = time.monotonic()
 
@@ -76,6 +80,7 @@ def staleness(size: Any, product_ids: list[int], log: Any) -> dict[str, Any]:
                 for product_id in product_ids:
                     price, _ = cache.price(product_id)
                     observed["cache_aside"].append((time.monotonic() - origin, product_id, price))
+                    latest["cache_aside"][product_id] = price
                 time.sleep(POLL_SECONDS)
         finally:
             cache.close()
@@ -91,6 +96,7 @@ def staleness(size: Any, product_ids: list[int], log: Any) -> dict[str, Any]:
                 ).fetchall()
                 now = time.monotonic() - origin
                 observed["read_model"].extend((now, pid, str(price)) for pid, price in rows)
+                latest["read_model"].update((pid, str(price)) for pid, price in rows)
                 time.sleep(POLL_SECONDS)
 
     readers = [threading.Thread(target=cache_reader), threading.Thread(target=read_model_reader)]
@@ -105,11 +111,22 @@ def staleness(size: Any, product_ids: list[int], log: Any) -> dict[str, Any]:
         if delay > 0:
             time.sleep(delay)
         product_id = product_ids[n % len(product_ids)]
-        # Unique, so every observation names its write; spelt as the database returns it.
-        price = (Decimal(90000 + n) / 100).quantize(Decimal("0.01"))
+        # Spelt as the database returns it.
+        price = (Decimal(next(_prices)) / 100).quantize(Decimal("0.01"))
         product_change_price(product_id=product_id, price=price)
         writes[product_id].append((time.monotonic() - origin, str(price)))
-    time.sleep(size.cache_ttl + 2.0)  # let the last writes show everywhere
+    last_write = time.monotonic()
+    # Readers go on until both paths show every product's last price (or give up).
+    final = {pid: ws[-1][1] for pid, ws in writes.items()}
+    deadline = last_write + size.cache_ttl + 3 * size.cache_seconds
+    while time.monotonic() < deadline and not all(
+        latest[path].get(pid) == price for path in latest for pid, price in final.items()
+    ):
+        time.sleep(0.05)
+    settled = {
+        path: all(latest[path].get(pid) == price for pid, price in final.items()) for path in latest
+    }
+    settled_after = time.monotonic() - last_write
     stop.set()
     for reader in readers:
         reader.join()
@@ -120,6 +137,8 @@ def staleness(size: Any, product_ids: list[int], log: Any) -> dict[str, Any]:
         "ttl_seconds": size.cache_ttl,
         "writes": count,
         "writes_per_second": size.writes_per_second,
+        "all_visible": settled,
+        "waited_after_last_write_seconds": settled_after,
     }
 
 
