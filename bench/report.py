@@ -8,9 +8,15 @@ from typing import Any
 
 
 def get(results: Any, *keys: Any) -> Any:
-    """``results[k1][k2]...``, or None where a section is missing."""
+    """``results[k1][k2]...`` (dict keys or list indexes), or None where one is missing."""
     for key in keys:
-        if not isinstance(results, dict) or key not in results:
+        in_dict = isinstance(results, dict) and key in results
+        in_list = (
+            isinstance(results, list)
+            and isinstance(key, int)
+            and -len(results) <= key < len(results)
+        )
+        if not (in_dict or in_list):
             return None
         results = results[key]
     return results
@@ -186,23 +192,22 @@ def _machine(results: dict[str, Any]) -> str:
 
 
 def _load(results: dict[str, Any]) -> str:
-    """How busy the machine was: the bench's own work loads it too, other work skews it."""
+    """How busy the machine was. The bench's own work counts too (the seed and the
+    replay keep both cores busy); other work at the start of a section skews it."""
     load = results.get("load_average") or {}
     cores = get(results, "machine", "cores") or 1
-    before = get(load, "before", 0)
-    if not before:
+    before = get(load, "before", 0, 0)
+    if before is None:
         return ""
-    busiest = max(
-        ((name, pair[0][0]) for name, pair in load.items() if name != "before" and pair),
-        key=lambda item: item[1],
-        default=("", 0.0),
+    starts = ", ".join(
+        f"{name} {pair[0][0]:.1f}" for name, pair in load.items() if name != "before" and pair
     )
     text = (
-        f"Load average before the run: {before[0]:.1f} (1 min) on {cores} cores; highest at the "
-        f"start of a section: {busiest[1]:.1f} ({busiest[0]})."
+        f"Load average (1 min, {cores} cores) before the run: {before:.1f}; at the start of "
+        f"each section: {starts}."
     )
-    if before[0] > cores / 2:
-        text += " **The machine was busy with other work when the run began: figures are low.**"
+    if before > 0.75 * cores:
+        text += " **Other work was running when the run began: figures are low.**"
     return text
 
 
@@ -589,7 +594,7 @@ def write(results: dict[str, Any], out: Path) -> None:
         "## Projector throughput and commit-to-visible latency",
         projector_section(results),
     ]
-    (out / "report.md").write_text("\n\n".join(parts) + "\n")
+    (out / "report.md").write_text("\n\n".join(part for part in parts if part) + "\n")
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
