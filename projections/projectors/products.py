@@ -68,6 +68,7 @@ class ProductProjection(Projection):
         self.dirty_sellers: set[int] = set()
         self.relinked: set[int] = set()
         self.refill_recent: set[int] = set()
+        self.fanned: dict[int, StoredEvent] = {}
 
     def owns(self, product_id: int) -> bool:
         return partition_of(product_id, self.partitions) == self.partition
@@ -354,30 +355,42 @@ class ProductProjection(Projection):
         )
 
     def _fan_out(self, product_id: int, event: StoredEvent) -> None:
-        """Show the product's new name, price or rating on every row listing it.
+        """Note that rows listing the product must show its new name, price or rating.
 
         Rows listing a product show ``self.shown[product_id]``; when the change
         leaves that entry as it was (a review that moves a popular product's
-        average by less than a cent) no row is loaded or written.
+        average by less than a cent) nothing is noted. The rows themselves are
+        loaded and rewritten once per batch, in ``_flush_fan_out``.
         """
         entry = self._related_entry(product_id)
         if entry == self.shown.get(product_id):
             return
         self.shown[product_id] = entry
-        sources = self.sources_of.get(product_id)
-        if not sources:
-            return
-        missing = [source_id for source_id in sources if source_id not in self.rows]
+        self.fanned[product_id] = event
+
+    def _flush_fan_out(self) -> None:
+        """Show each fanned product's last entry on every row listing it, as of
+        the last event that changed it.
+
+        Deferring is exact: a row that lists the product at the end of the batch
+        either listed it when that event came (and is touched by it either way)
+        or started listing it later, by an event that touched it later still.
+        """
+        targets = {pk: self.sources_of.get(pk, set()) for pk in self.fanned}
+        missing = {source for sources in targets.values() for source in sources} - set(self.rows)
         if missing:
             self.rows.update(
                 (row.product_id, row) for row in ProductReadModel.objects.filter(pk__in=missing)
             )
-        for source_id in sources:
-            row = self.rows[source_id]
-            row.related_products = [
-                entry if item["id"] == product_id else item for item in row.related_products
-            ]
-            self._touch(row, event)
+        for product_id, sources in targets.items():
+            entry = self.shown[product_id]
+            event = self.fanned[product_id]
+            for source_id in sources:
+                row = self.rows[source_id]
+                row.related_products = [
+                    entry if item["id"] == product_id else item for item in row.related_products
+                ]
+                self._touch(row, event)
 
     def _review_entry(self, review: ReviewReadModel) -> dict[str, Any]:
         return shaping.review_entry(
@@ -397,6 +410,7 @@ class ProductProjection(Projection):
     # Writing ---------------------------------------------------------------
 
     def flush(self) -> None:
+        self._flush_fan_out()
         self._flush_facts()
         self._flush_reviews()
         self._refill_recent()
