@@ -161,6 +161,8 @@ def backfill_from_snapshot(progress: Progress) -> int:
                 cursor.execute("SELECT coalesce(max(position), 0) FROM projections_event")
                 start = eventlog.LogPosition(0, int(cursor.fetchone()[0]))
         last_position = start.position or _max_position()
+        if write.vendor == "postgresql" and _is_postgres():
+            return _backfill_postgres(cursor_of(write), start, snapshot, last_position, progress)
         products = truth.expected_products()
         progress("products", 0, len(products))
         sellers = truth.expected_sellers()
@@ -174,6 +176,29 @@ def backfill_from_snapshot(progress: Progress) -> int:
             reviews = _write_reviews(progress)
             _write_checkpoints(start, snapshot)
     return len(products) + len(sellers) + reviews
+
+
+def cursor_of(connection: Any) -> Any:
+    """A psycopg cursor on ``connection`` (in its current transaction)."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.ClientCursor(connection.connection)
+
+
+def _backfill_postgres(
+    write: Any, start: eventlog.LogPosition, snapshot: str, last_position: int, progress: Progress
+) -> int:
+    """COPY the rows from the write model into the shadow, set-based; see
+    ``projections.backfill``. Precondition: the snapshot's transaction is open
+    on ``write``."""
+    from projections import backfill
+
+    with shadow_alias(), transaction.atomic(using=READ_DB):
+        shadow = cursor_of(connections[READ_DB])
+        rows = backfill.fill_shadow(write, shadow, last_position=last_position, progress=progress)
+        _write_checkpoints(start, snapshot)
+    return rows
 
 
 def _max_position() -> int:

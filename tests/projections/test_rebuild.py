@@ -13,9 +13,27 @@ from django.core.management import call_command
 from django.db import connections
 
 from catalog import services as catalog
+from projections import truth
 from projections.engine import project_all
-from projections.models import Event, ProductReadModel, RebuildRun
-from projections.rebuild import rebuild, shadow_exists
+from projections.models import (
+    Checkpoint,
+    Event,
+    ProductFacts,
+    ProductReadModel,
+    RebuildRun,
+    RelatedLink,
+    ReviewReadModel,
+    SellerFacts,
+)
+from projections.projectors import PROJECTIONS
+from projections.rebuild import (
+    backfill_from_snapshot,
+    create_shadow,
+    drop_shadow,
+    rebuild,
+    shadow_alias,
+    shadow_exists,
+)
 from tests.projections.history import (
     assert_exact,
     make_users,
@@ -26,6 +44,17 @@ from tests.projections.history import (
 from tests.projections.processes import ROOT, database_url
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+FACT_FIELDS = ["seller_id", "name", "price", "is_active", "rating_sum", "review_count"]
+REVIEW_FIELDS = [
+    "review_id",
+    "product_id",
+    "author_name",
+    "rating",
+    "title",
+    "body",
+    "created_at",
+    "edited_at",
+]
 
 
 def quiet(*args: object) -> None:
@@ -57,6 +86,84 @@ def test_a_rebuild_equals_the_incremental_projection(from_events):
     project_all()
     assert ProductReadModel.objects.get(pk=product_id).stock_quantity == 77
     assert_exact()
+
+
+@pytest.mark.postgres
+@both_databases
+def test_the_snapshot_backfill_equals_the_truth_field_by_field():
+    from django.contrib.auth import get_user_model
+
+    from reviews import services as reviews
+    from reviews.models import Review
+
+    history(seed=66, commands=200)
+    product_id = (
+        Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
+    )
+    awkward = get_user_model().objects.create_user(username="zoë.o'brien")
+    reviews.review_add(
+        product_id=product_id,
+        author=awkward,
+        rating=4,
+        title='Tab\there, "quoted", back\\slash',
+        body="Line one\nline two \\N, \r\u00e9\u4e2d\U0001f600 {json: [1]}",
+    )
+    expected = truth.expected_products(), truth.expected_sellers()
+    create_shadow()
+    try:
+        backfill_from_snapshot(quiet)
+        with shadow_alias():
+            assert truth.drift(expected[0], truth.actual_products(), truth.PRODUCT_FIELDS) == {}
+            assert truth.drift(expected[1], truth.actual_sellers(), truth.SELLER_FIELDS) == {}
+            assert truth.actual_products()[product_id]["recent_reviews"][0]["author"] == (
+                "zoë.o'brien"
+            )
+            product_facts = set(
+                ProductFacts.objects.values_list(
+                    "projector", "partition", "product_id", *FACT_FIELDS
+                )
+            )
+            seller_facts = set(
+                SellerFacts.objects.values_list(
+                    "projector", "partition", "seller_id", "name", "reputation"
+                )
+            )
+            links = set(RelatedLink.objects.values_list("source_id", "target_id", "partition"))
+            stored_reviews = set(ReviewReadModel.objects.values_list(*REVIEW_FIELDS))
+            checkpoints = Checkpoint.objects.count()
+    finally:
+        drop_shadow()
+    partitions = PROJECTIONS["products"].partition_count()
+    scopes = [("products", n) for n in range(partitions)] + [("sellers", 0)]
+    assert product_facts == {
+        (name, n, pk, *(row[field] for field in FACT_FIELDS))
+        for name, n in scopes
+        for pk, row in expected[0].items()
+    }
+    assert seller_facts == {
+        ("products", n, pk, row["name"], row["reputation"])
+        for n in range(partitions)
+        for pk, row in expected[1].items()
+    }
+    assert links == {
+        (pk, entry["id"], pk % partitions)
+        for pk, row in expected[0].items()
+        for entry in row["related_products"]
+    }
+    visible = Review.objects.filter(is_hidden=False)
+    assert stored_reviews == set(
+        visible.values_list(
+            "pk",
+            "product_id",
+            "author__username",
+            "rating",
+            "title",
+            "body",
+            "created_at",
+            "edited_at",
+        )
+    )
+    assert checkpoints == sum(p.partition_count() for p in PROJECTIONS.values())
 
 
 @both_databases
