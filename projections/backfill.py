@@ -32,7 +32,6 @@ REVIEW_TABLE = "projections_reviewreadmodel"
 LINK_TABLE = "projections_relatedlink"
 PRODUCT_FACTS_TABLE = "projections_productfacts"
 SELLER_FACTS_TABLE = "projections_sellerfacts"
-BULK_TABLES = (PRODUCT_TABLE, REVIEW_TABLE, LINK_TABLE, PRODUCT_FACTS_TABLE)
 
 _MOMENT = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 
@@ -118,11 +117,16 @@ FROM (SELECT seller_id, count(*) FILTER (WHERE is_active) AS active,
 WHERE mine.seller_id = seller.seller_id
 """  # noqa: S608 (constant SQL)
 
+# In binary format, so each value is cast to its read-model column's type.
 REVIEWS_QUERY = """
-SELECT r.id, r.product_id, u.username, r.rating, r.title, r.body, r.created_at, r.edited_at
+SELECT r.id::bigint, r.product_id::bigint, u.username::varchar, r.rating::smallint,
+       r.title::varchar, r.body::text, r.created_at::timestamptz, r.edited_at::timestamptz
 FROM reviews_review r JOIN auth_user u ON u.id = r.author_id
 WHERE NOT r.is_hidden
 """
+REVIEWS_ESTIMATE = (
+    "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'reviews_review'::regclass"
+)
 REVIEW_COLUMNS = "review_id, product_id, author_name, rating, title, body, created_at, edited_at"
 
 _FACTS = "seller_id, name, price, is_active, rating_sum, review_count"
@@ -157,16 +161,22 @@ WHERE tab.relnamespace = current_schema()::regnamespace AND tab.relname = %s
 _REPORT_EVERY = 100_000
 
 
-def fill_shadow(write: Any, shadow: Any, *, last_position: int, progress: Progress) -> int:
-    """Fill the shadow's read models from the write model; returns the rows written.
+def prepare_snapshot(write: Any) -> None:
+    """Give the snapshot's transaction on ``write`` room for the hash joins."""
+    write.execute("SET LOCAL work_mem = '64MB'")
+
+
+def fill_products(write: Any, shadow: Any, *, last_position: int, progress: Progress) -> int:
+    """Fill the shadow's products, sellers, facts and related links from the
+    write model; returns the rows written.
 
     ``write`` is a psycopg cursor in the snapshot's REPEATABLE READ
     transaction; ``shadow`` a psycopg cursor on the read database whose
     search path is the shadow schema, in a transaction of its own, on tables
     that are still empty.
     """
-    shadow.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    with _without_indexes(shadow, BULK_TABLES):
+    tables = (PRODUCT_TABLE, LINK_TABLE, PRODUCT_FACTS_TABLE)
+    with _without_indexes(shadow, tables):
         stamp = {"last_position": last_position, "updated_at": timezone.now()}
         products = _stream(
             write,
@@ -187,20 +197,33 @@ def fill_shadow(write: Any, shadow: Any, *, last_position: int, progress: Progre
         sellers = _stream(write, shadow, SELLERS_QUERY, stamp, f"{SELLER_TABLE} ({SELLER_COLUMNS})")
         shadow.execute(SELLER_AGGREGATES)
         _derive_facts(shadow)
-        shadow.execute(f"SELECT coalesce(sum(review_count), 0) FROM {PRODUCT_TABLE}")  # noqa: S608
-        total = int(shadow.fetchone()[0])
+    for table in (*tables, SELLER_TABLE, SELLER_FACTS_TABLE):
+        shadow.execute(f"ANALYZE {table}")
+    return products + sellers
+
+
+def fill_reviews(write: Any, shadow: Any, *, progress: Progress) -> int:
+    """Copy every counted review into the shadow's review store; returns how many.
+
+    The same preconditions as ``fill_products``; the two may run at once, on
+    connections of their own, in transactions that share one snapshot.
+    """
+    write.execute(REVIEWS_ESTIMATE)
+    estimate = int(write.fetchone()[0])
+    shadow.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    with _without_indexes(shadow, [REVIEW_TABLE]):
         reviews = _stream(
             write,
             shadow,
             REVIEWS_QUERY,
             None,
             f"{REVIEW_TABLE} ({REVIEW_COLUMNS})",
-            lambda done: progress("reviews", done, total),
+            lambda done: progress("reviews", done, max(estimate, done)),
+            binary=True,
         )
-        progress("reviews", reviews, total)
-    for table in (*BULK_TABLES, SELLER_TABLE, SELLER_FACTS_TABLE):
-        shadow.execute(f"ANALYZE {table}")
-    return products + sellers + reviews
+    progress("reviews", reviews, reviews)
+    shadow.execute(f"ANALYZE {REVIEW_TABLE}")
+    return reviews
 
 
 def _derive_facts(shadow: Any) -> None:
@@ -221,14 +244,17 @@ def _stream(
     params: dict[str, Any] | None,
     target: str,
     report: Callable[[int], None] | None = None,
+    *,
+    binary: bool = False,
 ) -> int:
     """COPY the rows of ``query`` on the write side into ``target`` in the shadow."""
+    options = " (FORMAT binary)" if binary else ""
     rows = 0
     pending: list[bytes] = []
     size = 0
     with (
-        write.copy(f"COPY ({query}) TO STDOUT", params) as source,
-        shadow.copy(f"COPY {target} FROM STDIN") as sink,
+        write.copy(f"COPY ({query}) TO STDOUT{options}", params) as source,
+        shadow.copy(f"COPY {target} FROM STDIN{options}") as sink,
     ):
         for row in source:
             pending.append(row)
@@ -241,7 +267,7 @@ def _stream(
             if report is not None and rows % _REPORT_EVERY == 0:
                 report(rows)
         sink.write(b"".join(pending))
-    return rows
+    return int(shadow.rowcount)
 
 
 @contextmanager

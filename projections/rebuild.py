@@ -190,15 +190,63 @@ def _backfill_postgres(
     write: Any, start: eventlog.LogPosition, snapshot: str, last_position: int, progress: Progress
 ) -> int:
     """COPY the rows from the write model into the shadow, set-based; see
-    ``projections.backfill``. Precondition: the snapshot's transaction is open
-    on ``write``."""
+    ``projections.backfill``. The reviews go on a thread of their own, in a
+    transaction that imports the snapshot, while this one fills the rest.
+
+    Precondition: the snapshot's REPEATABLE READ transaction is open on ``write``.
+    """
     from projections import backfill
 
-    with shadow_alias(), transaction.atomic(using=READ_DB):
-        shadow = cursor_of(connections[READ_DB])
-        rows = backfill.fill_shadow(write, shadow, last_position=last_position, progress=progress)
-        _write_checkpoints(start, snapshot)
-    return rows
+    backfill.prepare_snapshot(write)
+    write.execute("SELECT pg_export_snapshot()")
+    reviews = _Worker(_fill_reviews, str(write.fetchone()[0]), progress)
+    try:
+        with shadow_alias(), transaction.atomic(using=READ_DB):
+            shadow = cursor_of(connections[READ_DB])
+            rows = backfill.fill_products(
+                write, shadow, last_position=last_position, progress=progress
+            )
+            _write_checkpoints(start, snapshot)
+    finally:
+        written = reviews.result()
+    return rows + written
+
+
+def _fill_reviews(exported_snapshot: str, progress: Progress) -> int:
+    from projections import backfill
+
+    with transaction.atomic(using="default"):
+        write = cursor_of(connections["default"])
+        write.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        write.execute("SET TRANSACTION SNAPSHOT %s", [exported_snapshot])
+        backfill.prepare_snapshot(write)
+        with shadow_alias(), transaction.atomic(using=READ_DB):
+            return backfill.fill_reviews(write, cursor_of(connections[READ_DB]), progress=progress)
+
+
+class _Worker:
+    """Runs ``function(*args)`` on a thread with connections of its own;
+    ``result()`` waits for it and returns its value or raises its error."""
+
+    def __init__(self, function: Callable[..., int], *args: Any) -> None:
+        self.value = 0
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(function, args))
+        self.thread.start()
+
+    def _run(self, function: Callable[..., int], args: tuple[Any, ...]) -> None:
+        try:
+            self.value = function(*args)
+        except BaseException as error:  # handed back by result()
+            self.errors.append(error)
+        finally:
+            connections.close_all()
+
+    def result(self) -> int:
+        self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+        return self.value
 
 
 def _max_position() -> int:
