@@ -114,6 +114,10 @@ class BatchResult:
     outcome: Outcome
     applied: int = 0
     position: LogPosition = eventlog.START
+    # The checkpoint as an applied batch left it, to hand to the next batch
+    # as ``known`` (see ``run_batch``). Only an applied batch's: it was read
+    # under the partition's lock a moment ago.
+    checkpoint: Checkpoint | None = None
 
 
 class _HandlerFailed(Exception):
@@ -167,18 +171,50 @@ def _notify_checkpoint() -> None:
 
 
 def _advance(checkpoint: Checkpoint, events: Sequence[StoredEvent], owner: str) -> None:
+    """Move the checkpoint past ``events`` and tell the waiting readers, in one
+    statement on PostgreSQL (the NOTIFY is sent when the transaction commits)."""
     last = events[-1]
+    now = timezone.now()
+    if checkpoint.last_error:
+        # A retried parked event is among these: the batch applied it.
+        mark_retried_resolved(checkpoint.projector, checkpoint.partition, last.log_position)
     checkpoint.transaction_id = last.transaction_id
     checkpoint.position = last.position
     checkpoint.events_applied += len(events)
     checkpoint.owner = owner
-    checkpoint.heartbeat_at = timezone.now()
+    checkpoint.heartbeat_at = now
     checkpoint.failures = 0
     checkpoint.next_attempt_at = None
     checkpoint.last_error = ""
-    checkpoint.updated_at = checkpoint.heartbeat_at
-    checkpoint.save()
-    _notify_checkpoint()
+    checkpoint.updated_at = now
+    connection = connections[READ_DB]
+    if connection.vendor != "postgresql":
+        checkpoint.save()
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ADVANCE_SQL,
+            [
+                checkpoint.transaction_id,
+                checkpoint.position,
+                checkpoint.events_applied,
+                owner,
+                now,
+                now,
+                checkpoint.pk,
+                CHECKPOINTS_CHANNEL,
+            ],
+        )
+
+
+_ADVANCE_SQL = f"""
+    UPDATE {Checkpoint._meta.db_table}
+    SET transaction_id = %s, position = %s, events_applied = %s, owner = %s,
+        heartbeat_at = %s, updated_at = %s, failures = 0,
+        next_attempt_at = NULL, last_error = ''
+    WHERE id = %s
+    RETURNING pg_notify(%s, '')
+"""  # noqa: S608  (the model's own table name)
 
 
 def _apply_all(projection: Projection, events: Sequence[StoredEvent]) -> None:
@@ -205,6 +241,8 @@ def run_batch(
     batch_size: int | None = None,
     owner: str | None = None,
     events: Sequence[StoredEvent] | None = None,
+    known: Checkpoint | None = None,
+    reads: "SharedReads | None" = None,
 ) -> BatchResult:
     """Apply the next batch of one partition; see the module docstring.
 
@@ -215,13 +253,15 @@ def run_batch(
     ``events``, when given, are applied instead of reading the log, and only
     if they are exactly the log's next events after the checkpoint (the engine
     uses this to retry a failed batch one event at a time); otherwise BUSY.
+
+    ``known`` is the checkpoint as the previous batch of this process left it
+    (``BatchResult.checkpoint``): a guess that saves a query, checked under the
+    partition's lock like any other look; a wrong guess costs a fresh look.
+    ``reads`` lets the partitions of one pass share their reads of the log.
     """
     owner = owner or default_owner()
     name = projection_class.name
-    peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
-    if peek is None:
-        ensure_checkpoints(projection_class)
-        peek = Checkpoint.objects.get(projector=name, partition=partition)
+    peek = known if known is not None else _peek(projection_class, partition)
     start = _checkpoint_position(peek)
     if peek.halted_at_position is not None:
         return BatchResult(Outcome.HALTED, position=start)
@@ -231,7 +271,7 @@ def run_batch(
     batch = (
         list(events)
         if events is not None
-        else eventlog.read_events(start, size, skip_snapshot=peek.skip_snapshot)
+        else (reads or SharedReads()).read(start, size, peek.skip_snapshot)
     )
     if not batch:
         return BatchResult(Outcome.IDLE, position=start)
@@ -240,14 +280,54 @@ def run_batch(
     try:
         with transaction.atomic(using=READ_DB):
             checkpoint = _lock_checkpoint(name, partition)
-            if checkpoint is None or not _unchanged(checkpoint, peek):
+            if checkpoint is not None and known is not None and not _unchanged(checkpoint, peek):
+                stale_guess = True
+            elif checkpoint is None or not _unchanged(checkpoint, peek):
                 return BatchResult(Outcome.BUSY, position=start)
-            _relax_durability()
-            _apply_all(projection_class(partition, projection_class.partition_count()), batch)
-            _advance(checkpoint, batch, owner)
-            return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position)
+            else:
+                stale_guess = False
+                _relax_durability()
+                _apply_all(projection_class(partition, projection_class.partition_count()), batch)
+                _advance(checkpoint, batch, owner)
+                return BatchResult(
+                    Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=checkpoint
+                )
     except _HandlerFailed as failure:
         return _recover(projection_class, partition, batch, failure, owner=owner)
+    assert stale_guess
+    return run_batch(
+        projection_class, partition, batch_size=batch_size, owner=owner, events=events, reads=reads
+    )
+
+
+class SharedReads:
+    """The reads of the log made during one pass over the partitions.
+
+    Every partition reads every event, and partitions that stand at the same
+    place ask for the same events. The log below its horizon only grows at the
+    end, so events read a moment ago from a position are still exactly the
+    next events after it: a pass reads them once. A new pass starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self._reads: dict[tuple[LogPosition, int, str], list[StoredEvent]] = {}
+
+    def read(self, start: LogPosition, limit: int, skip_snapshot: str) -> list[StoredEvent]:
+        key = (start, limit, skip_snapshot)
+        events = self._reads.get(key)
+        if events is None:
+            events = eventlog.read_events(start, limit, skip_snapshot=skip_snapshot)
+            self._reads[key] = events
+        return events
+
+
+def _peek(projection_class: type[Projection], partition: int) -> Checkpoint:
+    name = projection_class.name
+    peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    if peek is None:
+        ensure_checkpoints(projection_class)
+        peek = Checkpoint.objects.get(projector=name, partition=partition)
+    return peek
 
 
 def _next_in_log(batch: Sequence[StoredEvent], start: LogPosition, skip_snapshot: str) -> bool:
@@ -349,8 +429,16 @@ def retry_parked(parked_id: int) -> ParkedEvent:
             checkpoint.failures = 0
             checkpoint.next_attempt_at = None
             checkpoint.save()
-        parked.status = ParkedEvent.Status.RETRY
-        parked.save(update_fields=["status"])
+            parked.status = ParkedEvent.Status.RETRY
+            parked.save(update_fields=["status"])
+        elif checkpoint.position >= parked.position:
+            # Already past it: nothing is left to retry.
+            parked.status = ParkedEvent.Status.RESOLVED
+            parked.resolved_at = timezone.now()
+            parked.save(update_fields=["status", "resolved_at"])
+        else:
+            parked.status = ParkedEvent.Status.RETRY
+            parked.save(update_fields=["status"])
     return parked
 
 
@@ -391,17 +479,34 @@ def catch_up(
     batch_size: int | None = None,
     owner: str | None = None,
     max_batches: int | None = None,
+    known: dict[tuple[str, int], Checkpoint] | None = None,
+    reads: SharedReads | None = None,
 ) -> int:
-    """Run batches on one partition until it is idle, busy, halted or failing."""
+    """Run batches on one partition until it is idle, busy, halted or failing.
+
+    ``known`` keeps each partition's checkpoint between calls (a runner's
+    passes), so a batch need not look it up first; see ``run_batch``.
+    """
     size = batch_size or settings.PROJECTION_BATCH_SIZE
+    key = (projection_class.name, partition)
+    memory = known if known is not None else {}
     applied = 0
     batches = 0
     while max_batches is None or batches < max_batches:
-        result = run_batch(projection_class, partition, batch_size=size, owner=owner)
+        result = run_batch(
+            projection_class,
+            partition,
+            batch_size=size,
+            owner=owner,
+            known=memory.get(key),
+            reads=reads,
+        )
+        if result.checkpoint is not None:
+            memory[key] = result.checkpoint
+        else:
+            memory.pop(key, None)
         batches += 1
         applied += result.applied
-        if result.applied:
-            mark_retried_resolved(projection_class.name, partition, result.position)
         if result.outcome is not Outcome.APPLIED or result.applied < size:
             break  # caught up with the log as it was read: let other partitions go
     return applied

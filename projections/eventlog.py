@@ -22,10 +22,10 @@ transaction id is 0 and position order is commit order.
 """
 
 import dataclasses
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
@@ -109,7 +109,7 @@ _SQLITE_READ = f"""
 def _decode(row: tuple[Any, ...]) -> StoredEvent:
     position, txid, stream_type, stream_id, event_type, version, payload, occurred_at = row
     if isinstance(payload, str):
-        payload = json.loads(payload)
+        payload = orjson.loads(payload)
     if isinstance(occurred_at, str):
         occurred_at = parse_datetime(occurred_at)
     return StoredEvent(

@@ -25,8 +25,9 @@ from typing import Any
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from projections.engine import Projection, catch_up, default_owner
+from projections.engine import Projection, SharedReads, catch_up, default_owner
 from projections.eventlog import WRITE_DB
+from projections.models import Checkpoint
 from projections.pg import listening_connection
 from projections.receivers import EVENTS_CHANNEL
 
@@ -65,6 +66,8 @@ class ProjectorLoop:
         self.stopping = threading.Event()
         self._listener: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        # Each partition's checkpoint as our last batch left it (engine.catch_up).
+        self._known: dict[tuple[str, int], Checkpoint] = {}
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -84,14 +87,22 @@ class ProjectorLoop:
         ]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
-        futures = [self._pool.submit(self._catch_up, *item) for item in work]
+        reads = SharedReads()
+        futures = [self._pool.submit(self._catch_up, *item, reads) for item in work]
         return sum(future.result() for future in futures)
 
-    def _catch_up(self, projection: type[Projection], partition: int) -> int:
+    def _catch_up(self, projection: type[Projection], partition: int, reads: SharedReads) -> int:
         if self.stopping.is_set():
             return 0
         try:
-            return catch_up(projection, partition, batch_size=self.batch_size, owner=self.owner)
+            return catch_up(
+                projection,
+                partition,
+                batch_size=self.batch_size,
+                owner=self.owner,
+                known=self._known,
+                reads=reads,
+            )
         except UNREACHABLE:
             _close_connections()  # the pool thread's own: it keeps them between passes
             raise

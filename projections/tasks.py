@@ -14,7 +14,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from projections.engine import Outcome, ensure_checkpoints, mark_retried_resolved, run_batch
+from projections.engine import Outcome, ensure_checkpoints, run_batch
 from projections.projectors import PROJECTIONS
 
 logger = logging.getLogger(__name__)
@@ -67,11 +67,11 @@ def project_partition(name: str, partition: int) -> int:
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
+    known = None
     while time.monotonic() < deadline:
-        result = run_batch(projection, partition, batch_size=size)
+        result = run_batch(projection, partition, batch_size=size, known=known)
+        known = result.checkpoint
         applied += result.applied
-        if result.applied:
-            mark_retried_resolved(name, partition, result.position)
         if result.outcome is not Outcome.APPLIED or result.applied < size:
             # Caught up with the log as read. Commits since then have queued
             # their own wake-up: the pending flag was cleared when we started.

@@ -7,7 +7,6 @@ a product or seller out to the rows it owns that show them. Aggregates move
 by the event's own delta; nothing recomputes over a product's reviews.
 """
 
-from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -58,7 +57,6 @@ class ProductProjection(Projection):
         self.facts: dict[int, ProductFacts] = {}
         self.sellers: dict[int, SellerFacts] = {}
         self.rows: dict[int, ProductReadModel] = {}
-        self.sources_of: dict[int, set[int]] = defaultdict(set)
         self.shown: dict[int, dict[str, Any]] = {}
         self.reviews: dict[int, ReviewReadModel] = {}
         self.dirty_reviews: set[int] = set()
@@ -85,7 +83,7 @@ class ProductProjection(Projection):
             if event.event_type in PRODUCT_EVENTS:
                 product_ids.add(payload["product_id"])
                 product_ids.update(payload.get("related_ids", ()))
-            if "seller_id" in payload:
+            if event.event_type in SELLER_EVENTS or event.event_type == "ProductCreated":
                 seller_ids.add(payload["seller_id"])
             if event.event_type == "SellerReputationChanged":
                 fanned_sellers.add(payload["seller_id"])
@@ -95,7 +93,6 @@ class ProductProjection(Projection):
                 review_ids.add(payload["review_id"])
         self._load_facts(product_ids, seller_ids)
         self.shown = {product_id: self._related_entry(product_id) for product_id in self.facts}
-        self._load_links(product_ids)
         self._load_rows(product_ids, fanned_sellers)
         self.reviews = {
             review.review_id: review
@@ -108,7 +105,6 @@ class ProductProjection(Projection):
             fact.product_id: fact
             for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids)
         }
-        seller_ids |= {fact.seller_id for fact in self.facts.values()}
         self.sellers = {
             fact.seller_id: fact
             for fact in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids)
@@ -116,11 +112,6 @@ class ProductProjection(Projection):
 
     def _owned_rows(self) -> Q:
         return Q(partition=self.partition)
-
-    def _load_links(self, product_ids: set[int]) -> None:
-        links = RelatedLink.objects.filter(self._owned_rows(), target_id__in=product_ids)
-        for target_id, source_id in links.values_list("target_id", "source_id"):
-            self.sources_of[target_id].add(source_id)
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
         owned = {pk for pk in product_ids if self.owns(pk)}
@@ -251,11 +242,7 @@ class ProductProjection(Projection):
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is None:
             return
-        for entry in row.related_products:
-            self.sources_of[entry["id"]].discard(product_id)
         related_ids = event.payload["related_ids"]
-        for related_id in related_ids:
-            self.sources_of[related_id].add(product_id)
         row.related_products = [self._related_entry(related_id) for related_id in related_ids]
         self.relinked.add(product_id)
         self._touch(row, event)
@@ -369,28 +356,34 @@ class ProductProjection(Projection):
         self.fanned[product_id] = event
 
     def _flush_fan_out(self) -> None:
-        """Show each fanned product's last entry on every row listing it, as of
-        the last event that changed it.
+        """Show each fanned product's last entry on every owned row listing it,
+        as of the last event that changed it.
 
-        Deferring is exact: a row that lists the product at the end of the batch
-        either listed it when that event came (and is touched by it either way)
-        or started listing it later, by an event that touched it later still.
+        Runs after ``_flush_links``, so the reverse index already says who lists
+        what at the end of the batch. Deferring is exact: a row listing the
+        product now either listed it when that event came (and is touched by it
+        either way) or started listing it later, by an event that touched it
+        later still.
         """
-        targets = {pk: self.sources_of.get(pk, set()) for pk in self.fanned}
-        missing = {source for sources in targets.values() for source in sources} - set(self.rows)
+        if not self.fanned:
+            return
+        listing = RelatedLink.objects.filter(self._owned_rows(), target_id__in=self.fanned)
+        sources = set(listing.values_list("source_id", flat=True))
+        missing = sources - set(self.rows)
         if missing:
             self.rows.update(
                 (row.product_id, row) for row in ProductReadModel.objects.filter(pk__in=missing)
             )
-        for product_id, sources in targets.items():
-            entry = self.shown[product_id]
-            event = self.fanned[product_id]
-            for source_id in sources:
-                row = self.rows[source_id]
-                row.related_products = [
-                    entry if item["id"] == product_id else item for item in row.related_products
-                ]
-                self._touch(row, event)
+        for source_id in sorted(sources):
+            row = self.rows[source_id]
+            shows = [item["id"] for item in row.related_products if item["id"] in self.fanned]
+            if not shows:
+                continue
+            row.related_products = [
+                self.shown[item["id"]] if item["id"] in self.fanned else item
+                for item in row.related_products
+            ]
+            self._touch(row, max((self.fanned[pk] for pk in shows), key=_position))
 
     def _review_entry(self, review: ReviewReadModel) -> dict[str, Any]:
         return shaping.review_entry(
@@ -410,11 +403,11 @@ class ProductProjection(Projection):
     # Writing ---------------------------------------------------------------
 
     def flush(self) -> None:
+        self._flush_links()
         self._flush_fan_out()
         self._flush_facts()
         self._flush_reviews()
         self._refill_recent()
-        self._flush_links()
         now = timezone.now()
         rows = [self.rows[pk] for pk in sorted(self.dirty_rows)]
         for row in rows:
@@ -465,6 +458,10 @@ class ProductProjection(Projection):
             for source_id in sorted(self.relinked)
             for entry in self.rows[source_id].related_products
         )
+
+
+def _position(event: StoredEvent) -> int:
+    return event.position
 
 
 WHOLE_PARTITION = 32767

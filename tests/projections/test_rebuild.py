@@ -26,6 +26,7 @@ from projections.models import (
     SellerFacts,
 )
 from projections.projectors import PROJECTIONS
+from projections.projectors.products import WHOLE_PARTITION
 from projections.rebuild import (
     backfill_from_snapshot,
     create_shadow,
@@ -229,6 +230,16 @@ def make_users_for_writer() -> list:
     return users
 
 
+def _replay_under_way() -> bool:
+    """The killed run's shadow has applied some events, one per batch."""
+    run = RebuildRun.objects.order_by("-pk").first()
+    if run is None or run.phase != RebuildRun.Phase.REPLAY or not shadow_exists():
+        return False
+    with shadow_alias():
+        whole = Checkpoint.objects.filter(projector="products", partition=WHOLE_PARTITION)
+        return whole.filter(events_applied__gt=20).exists()
+
+
 @pytest.mark.postgres
 @both_databases
 def test_a_rebuild_killed_half_way_finishes_on_the_next_run(tmp_path):
@@ -245,18 +256,14 @@ def test_a_rebuild_killed_half_way_finishes_on_the_next_run(tmp_path):
         "rebuild_projections",
         "--from-events",
         "--batch-size",
-        "5",
+        "1",
     ]
     first = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run = RebuildRun.objects.order_by("-pk").first()
-        if run and run.phase == RebuildRun.Phase.REPLAY and shadow_exists():
-            time.sleep(1.0)  # well into the replay
-            break
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not _replay_under_way():
+        time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     assert RebuildRun.objects.get().finished_at is None, "killed before it finished"

@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from projections.projectors import PROJECTIONS
 from projections.runner import ProjectorLoop
 
+MAX_DEFAULT_THREADS = 8
+
 
 class Command(BaseCommand):
     help = (
@@ -19,8 +21,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            default=1,
-            help="Partitions projected at once by this process (default 1).",
+            default=None,
+            help=(
+                "Partitions projected at once by this process (default: one thread per "
+                f"partition, at most {MAX_DEFAULT_THREADS}). A batch mostly waits on the "
+                "databases, so the partitions' waits overlap."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -30,12 +36,14 @@ class Command(BaseCommand):
         names = options["names"] or list(PROJECTIONS)
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        if not 1 <= options["threads"] <= 64:
-            raise CommandError("--threads must be from 1 to 64.")
         projections = [PROJECTIONS[name] for name in names]
-        loop = ProjectorLoop(
-            projections, batch_size=options["batch_size"], threads=options["threads"]
-        )
+        threads = options["threads"]
+        if threads is None:
+            partitions = sum(projection.partition_count() for projection in projections)
+            threads = min(partitions, MAX_DEFAULT_THREADS)
+        if not 1 <= threads <= 64:
+            raise CommandError("--threads must be from 1 to 64.")
+        loop = ProjectorLoop(projections, batch_size=options["batch_size"], threads=threads)
         if options["once"]:
             applied = loop.run_once()
             self.stdout.write(f"Applied {applied} events.")
