@@ -14,6 +14,7 @@ strings with two decimals, averages rounded half up, moments in UTC with
 microseconds, newest first.
 """
 
+import select
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -158,12 +159,15 @@ LEFT JOIN pg_constraint constraint_ ON constraint_.conindid = index.oid
      AND constraint_.conrelid = tab.oid
 WHERE tab.relnamespace = current_schema()::regnamespace AND tab.relname = %s
 """
-_REPORT_EVERY = 100_000
+_BLOCK = 1 << 20
 
 
 def prepare_snapshot(write: Any) -> None:
-    """Give the snapshot's transaction on ``write`` room for the hash joins."""
+    """Tune the snapshot's transaction on ``write`` for a few big queries: room
+    for the hash joins, and no JIT, whose compiling (a second and more on the
+    products' query, priced high for its lateral joins) costs more than it saves."""
     write.execute("SET LOCAL work_mem = '64MB'")
+    write.execute("SET LOCAL jit = off")
 
 
 def fill_products(write: Any, shadow: Any, *, last_position: int, progress: Progress) -> int:
@@ -247,27 +251,65 @@ def _stream(
     *,
     binary: bool = False,
 ) -> int:
-    """COPY the rows of ``query`` on the write side into ``target`` in the shadow."""
+    """COPY the rows of ``query`` on the write side into ``target`` in the shadow;
+    returns how many."""
     options = " (FORMAT binary)" if binary else ""
-    rows = 0
-    pending: list[bytes] = []
-    size = 0
     with (
-        write.copy(f"COPY ({query}) TO STDOUT{options}", params) as source,
+        write.copy(f"COPY ({query}) TO STDOUT{options}", params),
         shadow.copy(f"COPY {target} FROM STDIN{options}") as sink,
     ):
-        for row in source:
-            pending.append(row)
-            size += len(row)
+        for block, sent in _blocks(write.connection.pgconn):
+            sink.write(block)
+            if report is not None:
+                report(sent)
+    return int(shadow.rowcount)
+
+
+def _blocks(pgconn: Any) -> Iterator[tuple[bytes, int]]:
+    """The data of the COPY TO running on ``pgconn``, in blocks of about a
+    megabyte, with the number of rows sent so far.
+
+    Through libpq directly (psycopg's documented ``pgconn``): psycopg's own
+    ``Copy.read()`` costs about a microsecond of Python a row, more than the
+    servers spend on it. On return the COPY's result has been read.
+    """
+    import psycopg
+    from psycopg import pq
+
+    rows = 0
+    size = 0
+    pending: list[bytes] = []
+    while True:
+        size_or_status, data = pgconn.get_copy_data(1)
+        if size_or_status > 0:
+            pending.append(data)
+            size += size_or_status
             rows += 1
-            if size >= 1 << 20:
-                sink.write(b"".join(pending))
+            if size >= _BLOCK:
+                yield b"".join(pending), rows
                 pending.clear()
                 size = 0
-            if report is not None and rows % _REPORT_EVERY == 0:
-                report(rows)
-        sink.write(b"".join(pending))
-    return int(shadow.rowcount)
+        elif size_or_status == 0:  # nothing buffered: wait for the server
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        elif size_or_status == -1:  # the end of the data
+            break
+        else:
+            raise psycopg.OperationalError(pgconn.get_error_message())
+    if pending:
+        yield b"".join(pending), rows
+    result = None
+    while True:
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        following = pgconn.get_result()
+        if following is None:
+            break
+        result = following
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        message = result.get_error_message() if result is not None else b"no result"
+        raise psycopg.DatabaseError(message.decode(errors="replace"))
 
 
 @contextmanager
