@@ -152,10 +152,12 @@ def head() -> LogPosition:
     table = Event._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # The table's column, by the index: a bare name is the output column
+            # (a bigint), and sorting by it reads and sorts the whole log.
             cursor.execute(
                 f"""SELECT transaction_id::text::bigint, position FROM {table}
                     WHERE transaction_id < {HORIZON}
-                    ORDER BY transaction_id DESC, position DESC LIMIT 1"""  # noqa: S608
+                    ORDER BY {table}.transaction_id DESC, position DESC LIMIT 1"""  # noqa: S608
             )
         else:
             cursor.execute(f"SELECT 0, position FROM {table} ORDER BY position DESC LIMIT 1")  # noqa: S608
