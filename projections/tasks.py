@@ -32,14 +32,27 @@ def _redis() -> redis.Redis:
 
 
 def wake_partitions() -> int:
-    """Queue a projection task for every partition that has none queued."""
+    """Queue a projection task for every partition that has none queued.
+
+    One round trip to Redis for all the pending flags, then a message for
+    each partition whose flag was not set yet.
+    """
+    partitions = [
+        (name, partition)
+        for name, projection in PROJECTIONS.items()
+        for partition in range(projection.partition_count())
+    ]
+    pipeline = _redis().pipeline(transaction=False)
+    for name, partition in partitions:
+        pipeline.set(
+            PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=PENDING_SECONDS
+        )
+    flags = pipeline.execute()
     queued = 0
-    for name, projection in PROJECTIONS.items():
-        for partition in range(projection.partition_count()):
-            key = PENDING_KEY.format(name=name, partition=partition)
-            if _redis().set(key, 1, nx=True, ex=PENDING_SECONDS):
-                project_partition.apply_async((name, partition), retry=False)
-                queued += 1
+    for (name, partition), newly_set in zip(partitions, flags, strict=True):
+        if newly_set:
+            project_partition.apply_async((name, partition), retry=False)
+            queued += 1
     return queued
 
 
