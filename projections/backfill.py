@@ -3,15 +3,16 @@
 The read database may be another database (or server) than the write one, so
 no statement reads both: the rows are computed by SQL on the write side,
 streamed out with ``COPY ... TO STDOUT`` and into the shadow with
-``COPY ... FROM STDIN`` through this process, block by block, in PostgreSQL's
-text format, never as Python objects. What only depends on the read models
+``COPY ... FROM STDIN`` through this process, block by block, in COPY's text
+or binary format, never as Python objects. What only depends on the read models
 (sellers' aggregates, the projectors' facts, the related-product index) is
 then derived inside the shadow with ``INSERT ... SELECT``.
 
 The rows equal ``projections.truth`` (the verifier) field by field; the JSON
 lists are shaped as ``projections.projectors.shaping`` shapes them: money as
 strings with two decimals, averages rounded half up, moments in UTC with
-microseconds, newest first.
+microseconds, newest first. A change to either shape is a change here too;
+``tests/projections/test_rebuild.py`` compares the two field by field.
 """
 
 import select

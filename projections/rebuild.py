@@ -8,9 +8,11 @@ live projectors keep using the live tables.
 
 1. Fill the shadow: by default from one snapshot of the write model (a
    REPEATABLE READ transaction that also records the snapshot: the events of
-   every transaction visible in it are already in the rows), set-based, with
-   bulk inserts; with ``from_events`` by replaying the whole log through the
-   handlers in large batches.
+   every transaction visible in it are already in the rows), set-based: on
+   PostgreSQL by COPY from SQL on the write database (``projections.backfill``),
+   on SQLite with bulk inserts of the rows ``projections.truth`` computes;
+   with ``from_events`` by replaying the whole log through the handlers in
+   large batches.
 2. Catch up: run the projectors on the shadow from its checkpoints.
 3. Swap, under a short lock: on PostgreSQL the live tables are locked, the
    shadow catches up with the last events, and the two sets of tables trade
