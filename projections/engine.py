@@ -26,8 +26,10 @@ import enum
 import logging
 import os
 import socket
+import threading
 import traceback
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -306,18 +308,27 @@ class SharedReads:
     Every partition reads every event, and partitions that stand at the same
     place ask for the same events. The log below its horizon only grows at the
     end, so events read a moment ago from a position are still exactly the
-    next events after it: a pass reads them once. A new pass starts a new one.
+    next events after it: a pass reads them once. Only the last few reads are
+    kept (a long catch-up would otherwise hold the whole log); a partition that
+    fell further behind reads for itself. A new pass starts a new one.
     """
 
+    KEPT = 8
+
     def __init__(self) -> None:
-        self._reads: dict[tuple[LogPosition, int, str], list[StoredEvent]] = {}
+        self._reads: OrderedDict[tuple[LogPosition, int, str], list[StoredEvent]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def read(self, start: LogPosition, limit: int, skip_snapshot: str) -> list[StoredEvent]:
         key = (start, limit, skip_snapshot)
-        events = self._reads.get(key)
+        with self._lock:
+            events = self._reads.get(key)
         if events is None:
             events = eventlog.read_events(start, limit, skip_snapshot=skip_snapshot)
-            self._reads[key] = events
+            with self._lock:
+                self._reads[key] = events
+                while len(self._reads) > self.KEPT:
+                    self._reads.popitem(last=False)
         return events
 
 

@@ -85,14 +85,17 @@ HORIZON = """(
     )
 )"""
 
-# Constant SQL: the only interpolation is the model's own table name.
+# Constant SQL: the only interpolation is the model's own table name. It orders
+# by the table's transaction_id, which the (transaction_id, position) index
+# serves; a bare name would be the bigint output column, and sorting by that
+# reads and sorts every event after the position.
 _POSTGRES_READ = f"""
     SELECT {_COLUMNS.format(txid="transaction_id::text::bigint")}
     FROM {Event._meta.db_table}
     WHERE (transaction_id, position) > (%s::text::xid8, %s)
       AND transaction_id < {HORIZON}
       {{skip}}
-    ORDER BY transaction_id, position
+    ORDER BY {Event._meta.db_table}.transaction_id, position
     LIMIT %s
 """  # noqa: S608
 _SKIP_SNAPSHOT = "AND NOT pg_visible_in_snapshot(transaction_id, %s::pg_snapshot)"
