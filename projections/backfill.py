@@ -163,6 +163,7 @@ LEFT JOIN pg_constraint constraint_ ON constraint_.conindid = index.oid
 WHERE tab.relnamespace = current_schema()::regnamespace AND tab.relname = %s
 """
 _BLOCK = 1 << 20
+_BINARY_TRAILER = b"\xff\xff"  # a message of its own, not a row
 
 
 def prepare_snapshot(write: Any) -> None:
@@ -287,7 +288,7 @@ def _blocks(pgconn: Any) -> Iterator[tuple[bytes, int]]:
         if size_or_status > 0:
             pending.append(data)
             size += size_or_status
-            rows += 1
+            rows += data != _BINARY_TRAILER
             if size >= _BLOCK:
                 yield b"".join(pending), rows
                 pending.clear()
