@@ -115,7 +115,7 @@ SIZES = {
         herd_seconds=20,
         rebuild_timeout=2 * 3600,
         replay_budget=300,
-        rebuild_from_events=False,
+        rebuild_from_events=True,
     ),
 }
 

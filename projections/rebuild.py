@@ -450,8 +450,11 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
         ensure_checkpoints(sellers)
         behind = eventlog.count_after(eventlog.START)
         while True:
-            step = catch_up(WholeProductProjection, WHOLE_PARTITION, batch_size=batch_size)
-            step += catch_up(sellers, 0, batch_size=batch_size)
+            # One batch of each per round, so the progress moves batch by batch.
+            step = catch_up(
+                WholeProductProjection, WHOLE_PARTITION, batch_size=batch_size, max_batches=1
+            )
+            step += catch_up(sellers, 0, batch_size=batch_size, max_batches=1)
             applied += step
             progress("events", applied, max(behind, applied))
             if step == 0 or _reached(target, Checkpoint.objects.filter(pk=whole.get().pk)):

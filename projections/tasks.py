@@ -4,6 +4,12 @@ A message only says "look at the log": the task reads from the partition's
 checkpoint in the read database. Losing a message delays projection until
 the next nudge or sweep; it never loses an event. A pending flag per
 partition in Redis keeps at most one wake-up queued for it.
+
+A commit sends one message (``wake``), itself deduplicated by a flag; the
+worker that runs it queues the partitions' tasks. The command side so pays
+one Redis round trip and at most one message, whatever the partition count.
+Each flag is cleared when its task starts, before it reads: a commit after
+that queues another run, so no commit goes unseen.
 """
 
 import logging
@@ -20,6 +26,7 @@ from projections.projectors import PROJECTIONS
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
+WAKE_KEY = "storefront:projection-wake-pending"
 PENDING_SECONDS = 5
 TASK_BUDGET_SECONDS = 5.0
 
@@ -59,9 +66,17 @@ def wake_partitions() -> int:
 def nudge_after_commit() -> None:
     """Run by the command side after its transaction commits; never raises."""
     try:
-        wake_partitions()
+        if _redis().set(WAKE_KEY, 1, nx=True, ex=PENDING_SECONDS):
+            wake.apply_async(retry=False)
     except Exception:  # the broker may be down: the sweep will catch up
         logger.warning("Could not nudge the projectors; the sweep will catch up.", exc_info=True)
+
+
+@shared_task(name="projections.tasks.wake", ignore_result=True)
+def wake() -> int:
+    """Queue the partitions' tasks for the commits that asked since the last wake."""
+    _redis().delete(WAKE_KEY)
+    return wake_partitions()
 
 
 @shared_task(name="projections.tasks.sweep", ignore_result=True)

@@ -28,7 +28,12 @@ class Command(BaseCommand):
             help="Replay the whole event log through the handlers instead of starting "
             "from a snapshot of the write model.",
         )
-        parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=20000,
+            help="Events a batch applies while replaying or catching up (default 20,000).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         unknown = set(options["names"]) - set(PROJECTIONS)
