@@ -30,6 +30,7 @@ SIZES = {
     "large": {"products": 10000, "reviews": 40000, "hot": 20000, "seconds": 20, "rate": 200},
 }
 NAIVE_SAMPLE = 3000
+LATENCY_RUNS = 4  # two runners, at 4 partitions and at 1
 CHUNK = 500
 
 
@@ -43,7 +44,8 @@ def seed(size: dict[str, int], rng: random.Random) -> dict[str, Any]:
 
     user_model = get_user_model()
     password = make_password(None)
-    users_needed = size["hot"] + size["reviews"] // 4 + size["rate"] * size["seconds"] * 2
+    latency_users = size["rate"] * size["seconds"] * LATENCY_RUNS
+    users_needed = size["hot"] + size["reviews"] // 4 + latency_users
     user_model.objects.bulk_create(
         [user_model(username=f"bench{n:06d}", password=password) for n in range(users_needed)],
         batch_size=5000,
@@ -107,17 +109,39 @@ def wipe_read_side() -> None:
 
 
 def measure_replay(partitions: int) -> dict[str, float]:
+    """Replay the whole log into empty read tables, partition after partition.
+
+    Also times the review events on their own: the seed writes them last, so
+    every batch that starts after the first ``ReviewAdded`` holds reviews only.
+    """
     from django.conf import settings
 
-    from projections.engine import project_all
+    from projections.engine import Outcome, ensure_checkpoints, run_batch
     from projections.models import Event
+    from projections.projectors import PROJECTIONS
 
     settings.PROJECTION_PARTITIONS = partitions
     wipe_read_side()
     events = Event.objects.count()
     reviews = Event.objects.filter(event_type="ReviewAdded").count()
+    first_review = Event.objects.filter(event_type="ReviewAdded").order_by("position").first()
+    assert first_review is not None
+    review_seconds = 0.0
     started = time.perf_counter()
-    project_all()
+    for projection in PROJECTIONS.values():
+        ensure_checkpoints(projection)
+        for partition in range(projection.partition_count()):
+            known = None
+            while True:
+                batch_started = time.perf_counter()
+                result = run_batch(projection, partition, known=known)
+                if result.outcome is not Outcome.APPLIED:
+                    break
+                known = result.checkpoint
+                if projection.name == "products" and (
+                    result.position.position - result.applied >= first_review.position
+                ):
+                    review_seconds += time.perf_counter() - batch_started
     elapsed = time.perf_counter() - started
     return {
         "partitions": partitions,
@@ -125,6 +149,10 @@ def measure_replay(partitions: int) -> dict[str, float]:
         "review_events": reviews,
         "seconds": elapsed,
         "events_per_second": events / elapsed,
+        "review_seconds": review_seconds,
+        # Each review is applied once per product partition; the rate is of
+        # reviews through the whole product projector, all partitions.
+        "review_events_per_second": reviews / review_seconds if review_seconds else 0.0,
     }
 
 
@@ -272,18 +300,23 @@ class LatencyProbe:
         }
 
 
-def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -> dict[str, Any]:
+def measure_latency(
+    runner: str, seeded: dict[str, Any], size: dict[str, int], partitions: int
+) -> dict[str, Any]:
     from django.conf import settings
 
     from projections.engine import project_all
 
+    settings.PROJECTION_PARTITIONS = partitions
+    wipe_read_side()
     project_all()
+    env = {"PROJECTION_PARTITIONS": str(partitions)}
     if runner == "run_projectors":
-        processes = [setup.manage("run_projectors")]
+        processes = [setup.manage("run_projectors", **env)]
     else:
         processes = [
-            setup.celery("worker", "-P", "threads", "-c", "5", "--without-gossip"),
-            setup.celery("beat", "-s", "/tmp/storefront-bench-beat"),
+            setup.celery("worker", "-P", "threads", "-c", "5", "--without-gossip", **env),
+            setup.celery("beat", "-s", "/tmp/storefront-bench-beat", **env),
         ]
         settings.CELERY_BROKER_URL = setup.BROKER_URL
         from projections import tasks
@@ -291,7 +324,10 @@ def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -
         tasks._redis.cache_clear()
     time.sleep(4)  # let the runner start and settle
     try:
-        probe = LatencyProbe(seeded, size["rate"], size["seconds"], random.Random(3))
+        # A seed of its own per run: the same prices and stock as the run before
+        # would be no-op commands, with no event to see.
+        rng = random.Random(f"{runner}-{partitions}")
+        probe = LatencyProbe(seeded, size["rate"], size["seconds"], rng)
         result: dict[str, Any] = dict(probe.run())
     finally:
         for process in processes:
@@ -299,6 +335,7 @@ def measure_latency(runner: str, seeded: dict[str, Any], size: dict[str, int]) -
             process.wait(30)
         settings.CELERY_BROKER_URL = ""
     result["runner"] = runner
+    result["partitions"] = partitions
     return result
 
 
@@ -314,15 +351,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"Seeding {size['products']} products and {size['reviews'] + size['hot']} reviews...")
     seeded = seed(size, rng)
 
-    from django.conf import settings
-
     replay_1 = measure_replay(1)
     replay_4 = measure_replay(4)
-    settings.PROJECTION_PARTITIONS = 4
     naive = measure_naive(NAIVE_SAMPLE)
     latency = [
-        measure_latency("run_projectors", seeded, size),
-        measure_latency("celery", seeded, size),
+        measure_latency("run_projectors", seeded, size, 4),
+        measure_latency("celery", seeded, size, 4),
+        measure_latency("run_projectors", seeded, size, 1),
+        measure_latency("celery", seeded, size, 1),
     ]
 
     print("\nProjector throughput (one process, PostgreSQL)")
@@ -338,11 +374,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     ratio = replay_1["events_per_second"] / naive["events_per_second"]
     print(f"engine (1 partition) / naive: {ratio:.1f}x")
+    for row in (replay_4, replay_1):
+        print(
+            f"review events alone, {row['partitions']} partition(s): "
+            f"{row['review_events_per_second']:.0f} events/s"
+        )
     print(f"\nCommit-to-visible at {size['rate']} commands/s for {size['seconds']} s")
-    print(f"{'runner':<16} {'commands':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}")
+    print(
+        f"{'runner':<16} {'P':>2} {'commands':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'errors':>6}"
+    )
     for row in latency:
         print(
-            f"{row['runner']:<16} {row['commands']:>8} {row['p50_ms']:>8.1f} "
+            f"{row['runner']:<16} {row['partitions']:>2} {row['commands']:>8} "
+            f"{row['p50_ms']:>8.1f} "
             f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['errors']:>6}"
         )
     results = {
@@ -350,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "replay": [replay_4, replay_1],
         "naive": naive,
         "latency": latency,
+        "rate": size["rate"],
     }
     setup.RESULTS.mkdir(parents=True, exist_ok=True)
     (setup.RESULTS / f"projector-{options.size}.json").write_text(json.dumps(results, indent=2))

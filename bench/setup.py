@@ -73,11 +73,11 @@ def manage(*args: str, **extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=bench_env(**extra))
 
 
-def celery(*args: str) -> subprocess.Popen[bytes]:
+def celery(*args: str, **extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", *args, "-l", "ERROR"],
         cwd=ROOT,
-        env=bench_env(),
+        env=bench_env(**extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
