@@ -74,6 +74,67 @@ def upsert(
 COPY_THRESHOLD = 20
 
 
+def update_columns(
+    model: type[Model], objects: Sequence[Model], *, key: str, fields: Sequence[str]
+) -> None:
+    """Write ``fields`` of existing rows, found by ``key``, and nothing else.
+
+    On PostgreSQL one ``UPDATE ... FROM unnest(...)`` with one array per
+    column; elsewhere Django's ``bulk_update``.
+    """
+    if not objects:
+        return
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(objects, fields, batch_size=500)
+        return
+    import psycopg
+
+    names = (key, *fields)
+    json_fields = {name for name in names if isinstance(_field(model, name), JSONField)}
+    columns = [
+        [
+            _dumps(value) if name in json_fields else value
+            for value in (getattr(obj, _field(model, name).attname) for obj in objects)
+        ]
+        for name in names
+    ]
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_update_statement(model, key, tuple(fields)), columns)
+
+
+@cache
+def _update_statement(model: type[Model], key: str, fields: tuple[str, ...]) -> str:
+    connection = connections["default"]
+    quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(str(_field(model, name).column))
+
+    def array_type(name: str) -> str:
+        field = _field(model, name)
+        if isinstance(field, JSONField):
+            return "text[]"
+        return f"{field.db_type(connection)}[]"
+
+    def value(name: str) -> str:
+        cast = "::jsonb" if isinstance(_field(model, name), JSONField) else ""
+        return f"v.{column(name)}{cast}"
+
+    names = (key, *fields)
+    table = quote(model._meta.db_table)
+    arrays = ", ".join(f"%s::{array_type(name)}" for name in names)
+    aliases = ", ".join(column(name) for name in names)
+    updates = ", ".join(f"{column(name)} = {value(name)}" for name in fields)
+    # Identifiers only, each from the model's metadata and quoted.
+    return (
+        f"UPDATE {table} AS t SET {updates} FROM unnest({arrays}) AS v({aliases}) "
+        f"WHERE t.{column(key)} = v.{column(key)}"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Statements:
     insert_values: str

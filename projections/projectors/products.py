@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from projections.bulk import upsert
+from projections.bulk import update_columns, upsert
 from projections.engine import Projection, handles
 from projections.eventlog import StoredEvent
 from projections.models import (
@@ -42,6 +42,8 @@ ROW_FIELDS = [
     field.name for field in ProductReadModel._meta.concrete_fields if not field.primary_key
 ]
 FACT_FIELDS = ["seller_id", "name", "price", "is_active", "rating_sum", "review_count"]
+LISTING_FIELDS = ["product_id", "related_products", "last_position"]
+LISTING_WRITES = ["related_products", "last_position", "updated_at"]
 
 
 def partition_of(product_id: int, partitions: int) -> int:
@@ -67,6 +69,9 @@ class ProductProjection(Projection):
         self.relinked: set[int] = set()
         self.refill_recent: set[int] = set()
         self.fanned: dict[int, StoredEvent] = {}
+        # Rows loaded only to show a fanned product: just their list is loaded
+        # and written back, not the rest of the row.
+        self.listing_only: set[int] = set()
 
     def owns(self, product_id: int) -> bool:
         return partition_of(product_id, self.partitions) == self.partition
@@ -371,9 +376,10 @@ class ProductProjection(Projection):
         sources = set(listing.values_list("source_id", flat=True))
         missing = sources - set(self.rows)
         if missing:
-            self.rows.update(
-                (row.product_id, row) for row in ProductReadModel.objects.filter(pk__in=missing)
-            )
+            listing_rows = ProductReadModel.objects.filter(pk__in=missing).only(*LISTING_FIELDS)
+            for row in listing_rows:
+                self.rows[row.product_id] = row
+                self.listing_only.add(row.product_id)
         for source_id in sorted(sources):
             row = self.rows[source_id]
             shows = [item["id"] for item in row.related_products if item["id"] in self.fanned]
@@ -412,7 +418,13 @@ class ProductProjection(Projection):
         rows = [self.rows[pk] for pk in sorted(self.dirty_rows)]
         for row in rows:
             row.updated_at = now
-        upsert(ProductReadModel, rows, conflict=["product_id"], update=ROW_FIELDS)
+        whole = [row for row in rows if row.product_id not in self.listing_only]
+        listing = [row for row in rows if row.product_id in self.listing_only]
+        upsert(ProductReadModel, whole, conflict=["product_id"], update=ROW_FIELDS)
+        # A fanned-out row changes only its list: rewriting that column leaves the
+        # row's large price history and reviews where they are (PostgreSQL keeps
+        # an unchanged TOASTed value), and nothing else of it was loaded.
+        update_columns(ProductReadModel, listing, key="product_id", fields=LISTING_WRITES)
 
     def _flush_facts(self) -> None:
         upsert(
