@@ -39,7 +39,7 @@ bench-small: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench all --size small
 
-## The large run behind README's figures (10K products, 2M reviews; about an hour).
+## The large run behind the README's figures (10K products, 2M reviews; about 35 minutes).
 bench-large: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench all --size large
