@@ -23,17 +23,25 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from projections.models import StockStatus
+from projections.models import (
+    ProductFacts,
+    ProductReadModel,
+    RelatedLink,
+    ReviewReadModel,
+    SellerFacts,
+    SellerReadModel,
+    StockStatus,
+)
 from projections.projectors import PROJECTIONS, shaping
 
 Progress = Callable[[str, int, int], None]
 
-PRODUCT_TABLE = "projections_productreadmodel"
-SELLER_TABLE = "projections_sellerreadmodel"
-REVIEW_TABLE = "projections_reviewreadmodel"
-LINK_TABLE = "projections_relatedlink"
-PRODUCT_FACTS_TABLE = "projections_productfacts"
-SELLER_FACTS_TABLE = "projections_sellerfacts"
+PRODUCT_TABLE = ProductReadModel._meta.db_table
+SELLER_TABLE = SellerReadModel._meta.db_table
+REVIEW_TABLE = ReviewReadModel._meta.db_table
+LINK_TABLE = RelatedLink._meta.db_table
+PRODUCT_FACTS_TABLE = ProductFacts._meta.db_table
+SELLER_FACTS_TABLE = SellerFacts._meta.db_table
 
 _MOMENT = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 

@@ -282,12 +282,7 @@ def run_batch(
     try:
         with transaction.atomic(using=READ_DB):
             checkpoint = _lock_checkpoint(name, partition)
-            if checkpoint is not None and known is not None and not _unchanged(checkpoint, peek):
-                stale_guess = True
-            elif checkpoint is None or not _unchanged(checkpoint, peek):
-                return BatchResult(Outcome.BUSY, position=start)
-            else:
-                stale_guess = False
+            if checkpoint is not None and _unchanged(checkpoint, peek):
                 _relax_durability()
                 _apply_all(projection_class(partition, projection_class.partition_count()), batch)
                 _advance(checkpoint, batch, owner)
@@ -296,7 +291,9 @@ def run_batch(
                 )
     except _HandlerFailed as failure:
         return _recover(projection_class, partition, batch, failure, owner=owner)
-    assert stale_guess
+    if checkpoint is None or known is None:
+        return BatchResult(Outcome.BUSY, position=start)
+    # Our guess was stale (someone else moved the partition): look again.
     return run_batch(
         projection_class, partition, batch_size=batch_size, owner=owner, events=events, reads=reads
     )
@@ -440,16 +437,14 @@ def retry_parked(parked_id: int) -> ParkedEvent:
             checkpoint.failures = 0
             checkpoint.next_attempt_at = None
             checkpoint.save()
-            parked.status = ParkedEvent.Status.RETRY
-            parked.save(update_fields=["status"])
         elif checkpoint.position >= parked.position:
             # Already past it: nothing is left to retry.
             parked.status = ParkedEvent.Status.RESOLVED
             parked.resolved_at = timezone.now()
             parked.save(update_fields=["status", "resolved_at"])
-        else:
-            parked.status = ParkedEvent.Status.RETRY
-            parked.save(update_fields=["status"])
+            return parked
+        parked.status = ParkedEvent.Status.RETRY
+        parked.save(update_fields=["status"])
     return parked
 
 

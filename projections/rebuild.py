@@ -29,6 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -201,54 +202,36 @@ def _backfill_postgres(
 
     backfill.prepare_snapshot(write)
     write.execute("SELECT pg_export_snapshot()")
-    reviews = _Worker(_fill_reviews, str(write.fetchone()[0]), progress)
-    try:
-        with shadow_alias(), transaction.atomic(using=READ_DB):
-            shadow = cursor_of(connections[READ_DB])
-            rows = backfill.fill_products(
-                write, shadow, last_position=last_position, progress=progress
-            )
-            _write_checkpoints(start, snapshot)
-    finally:
-        written = reviews.result()
+    exported = str(write.fetchone()[0])
+    with ThreadPoolExecutor(1, thread_name_prefix="rebuild-reviews") as pool:
+        reviews = pool.submit(_fill_reviews, exported, progress)
+        try:
+            with shadow_alias(), transaction.atomic(using=READ_DB):
+                shadow = cursor_of(connections[READ_DB])
+                rows = backfill.fill_products(
+                    write, shadow, last_position=last_position, progress=progress
+                )
+                _write_checkpoints(start, snapshot)
+        finally:
+            written = reviews.result()
     return rows + written
 
 
 def _fill_reviews(exported_snapshot: str, progress: Progress) -> int:
+    """On a thread of its own, with connections of its own (closed at the end)."""
     from projections import backfill
 
-    with transaction.atomic(using="default"):
-        write = cursor_of(connections["default"])
-        write.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        write.execute("SET TRANSACTION SNAPSHOT %s", [exported_snapshot])
-        backfill.prepare_snapshot(write)
-        with shadow_alias(), transaction.atomic(using=READ_DB):
-            return backfill.fill_reviews(write, cursor_of(connections[READ_DB]), progress=progress)
-
-
-class _Worker:
-    """Runs ``function(*args)`` on a thread with connections of its own;
-    ``result()`` waits for it and returns its value or raises its error."""
-
-    def __init__(self, function: Callable[..., int], *args: Any) -> None:
-        self.value = 0
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, args=(function, args))
-        self.thread.start()
-
-    def _run(self, function: Callable[..., int], args: tuple[Any, ...]) -> None:
-        try:
-            self.value = function(*args)
-        except BaseException as error:  # handed back by result()
-            self.errors.append(error)
-        finally:
-            connections.close_all()
-
-    def result(self) -> int:
-        self.thread.join()
-        if self.errors:
-            raise self.errors[0]
-        return self.value
+    try:
+        with transaction.atomic(using="default"):
+            write = cursor_of(connections["default"])
+            write.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            write.execute("SET TRANSACTION SNAPSHOT %s", [exported_snapshot])
+            backfill.prepare_snapshot(write)
+            with shadow_alias(), transaction.atomic(using=READ_DB):
+                shadow = cursor_of(connections[READ_DB])
+                return backfill.fill_reviews(write, shadow, progress=progress)
+    finally:
+        connections.close_all()
 
 
 def _max_position() -> int:
