@@ -77,6 +77,21 @@ class Projection:
     def __init__(self, partition: int, partitions: int) -> None:
         self.partition = partition
         self.partitions = partitions
+        # The checkpoint as this instance's last batch committed it; None while
+        # nothing it keeps is known to match the tables (see ``forget``).
+        self.kept_at: tuple[Any, ...] | None = None
+
+    def forget(self) -> None:
+        """Drop whatever the instance keeps between batches.
+
+        An instance handed to ``run_batch`` for batch after batch (by a runner
+        or a rebuild's replay) may keep the rows it loaded and wrote, and load
+        only what it does not have yet. The engine calls this whenever those
+        rows may no longer be the tables': a failed batch, or a checkpoint not
+        exactly as this instance's last batch left it (another worker moved
+        it, a rebuild swapped the tables, ``verify_projections --fix`` touched
+        every checkpoint). Projections that keep nothing need not override it.
+        """
 
     @classmethod
     def partition_count(cls) -> int:
@@ -232,6 +247,12 @@ def _apply_all(projection: Projection, events: Sequence[StoredEvent]) -> None:
         raise _HandlerFailed(None, error) from error
 
 
+def _kept_at(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """What identifies the checkpoint as one batch left it: every batch and
+    every out-of-band write to a partition's tables sets ``updated_at``."""
+    return (checkpoint.pk, checkpoint.transaction_id, checkpoint.position, checkpoint.updated_at)
+
+
 def _checkpoint_position(checkpoint: Checkpoint) -> LogPosition:
     return LogPosition(checkpoint.transaction_id, checkpoint.position)
 
@@ -245,6 +266,7 @@ def run_batch(
     events: Sequence[StoredEvent] | None = None,
     known: Checkpoint | None = None,
     reads: "SharedReads | None" = None,
+    projection: Projection | None = None,
 ) -> BatchResult:
     """Apply the next batch of one partition; see the module docstring.
 
@@ -260,6 +282,8 @@ def run_batch(
     (``BatchResult.checkpoint``): a guess that saves a query, checked under the
     partition's lock like any other look; a wrong guess costs a fresh look.
     ``reads`` lets the partitions of one pass share their reads of the log.
+    ``projection`` is an instance kept from batch to batch (see
+    ``Projection.forget``); by default each batch makes a fresh one.
     """
     owner = owner or default_owner()
     name = projection_class.name
@@ -279,23 +303,40 @@ def run_batch(
         return BatchResult(Outcome.IDLE, position=start)
     if events is not None and not _next_in_log(batch, start, peek.skip_snapshot):
         return BatchResult(Outcome.BUSY, position=start)
+    instance = projection or projection_class(partition, projection_class.partition_count())
+    kept, instance.kept_at = instance.kept_at, None  # unknown until this batch commits
+    advanced: Checkpoint | None = None
     try:
         with transaction.atomic(using=READ_DB):
             checkpoint = _lock_checkpoint(name, partition)
             if checkpoint is not None and _unchanged(checkpoint, peek):
+                if kept != _kept_at(checkpoint):
+                    instance.forget()
                 _relax_durability()
-                _apply_all(projection_class(partition, projection_class.partition_count()), batch)
+                _apply_all(instance, batch)
                 _advance(checkpoint, batch, owner)
-                return BatchResult(
-                    Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=checkpoint
-                )
+                advanced = checkpoint
     except _HandlerFailed as failure:
+        instance.forget()
         return _recover(projection_class, partition, batch, failure, owner=owner)
+    except BaseException:
+        instance.forget()
+        raise
+    if advanced is not None:
+        instance.kept_at = _kept_at(advanced)
+        return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=advanced)
+    instance.kept_at = kept  # nothing was applied
     if checkpoint is None or known is None:
         return BatchResult(Outcome.BUSY, position=start)
     # Our guess was stale (someone else moved the partition): look again.
     return run_batch(
-        projection_class, partition, batch_size=batch_size, owner=owner, events=events, reads=reads
+        projection_class,
+        partition,
+        batch_size=batch_size,
+        owner=owner,
+        events=events,
+        reads=reads,
+        projection=projection,
     )
 
 
@@ -487,11 +528,13 @@ def catch_up(
     max_batches: int | None = None,
     known: dict[tuple[str, int], Checkpoint] | None = None,
     reads: SharedReads | None = None,
+    projection: Projection | None = None,
 ) -> int:
     """Run batches on one partition until it is idle, busy, halted or failing.
 
     ``known`` keeps each partition's checkpoint between calls (a runner's
-    passes), so a batch need not look it up first; see ``run_batch``.
+    passes), so a batch need not look it up first; ``projection`` is an
+    instance kept from batch to batch; see ``run_batch``.
     """
     size = batch_size or settings.PROJECTION_BATCH_SIZE
     key = (projection_class.name, partition)
@@ -506,6 +549,7 @@ def catch_up(
             owner=owner,
             known=memory.get(key),
             reads=reads,
+            projection=projection,
         )
         if result.checkpoint is not None:
             memory[key] = result.checkpoint

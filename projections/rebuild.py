@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from projections import eventlog
 from projections.bulk import upsert
-from projections.engine import catch_up, ensure_checkpoints
+from projections.engine import SharedReads, catch_up, ensure_checkpoints
 from projections.models import (
     Checkpoint,
     ParkedEvent,
@@ -432,12 +432,29 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
             Checkpoint.objects.create(projector=products.name, partition=WHOLE_PARTITION)
         ensure_checkpoints(sellers)
         behind = eventlog.count_after(eventlog.START)
+        # Kept from batch to batch: each batch loads only what the ones before
+        # did not, instead of every row its events touch.
+        whole_products = WholeProductProjection(WHOLE_PARTITION, products.partition_count())
+        all_sellers = sellers(0, 1)
         while True:
+            reads = SharedReads()  # both projectors stand at the same place
             # One batch of each per round, so the progress moves batch by batch.
             step = catch_up(
-                WholeProductProjection, WHOLE_PARTITION, batch_size=batch_size, max_batches=1
+                WholeProductProjection,
+                WHOLE_PARTITION,
+                batch_size=batch_size,
+                max_batches=1,
+                projection=whole_products,
+                reads=reads,
             )
-            step += catch_up(sellers, 0, batch_size=batch_size, max_batches=1)
+            step += catch_up(
+                sellers,
+                0,
+                batch_size=batch_size,
+                max_batches=1,
+                projection=all_sellers,
+                reads=reads,
+            )
             applied += step
             progress("events", applied, max(behind, applied))
             if step == 0 or _reached(target, Checkpoint.objects.filter(pk=whole.get().pk)):

@@ -66,8 +66,10 @@ class ProjectorLoop:
         self.stopping = threading.Event()
         self._listener: Any = None
         self._pool: ThreadPoolExecutor | None = None
-        # Each partition's checkpoint as our last batch left it (engine.catch_up).
+        # Each partition's checkpoint as our last batch left it, and the
+        # projection instance that keeps its rows between batches (engine.catch_up).
         self._known: dict[tuple[str, int], Checkpoint] = {}
+        self._kept: dict[tuple[str, int], Projection] = {}
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -102,10 +104,18 @@ class ProjectorLoop:
                 owner=self.owner,
                 known=self._known,
                 reads=reads,
+                projection=self._kept_instance(projection, partition),
             )
         except UNREACHABLE:
             _close_connections()  # the pool thread's own: it keeps them between passes
             raise
+
+    def _kept_instance(self, projection: type[Projection], partition: int) -> Projection:
+        count = projection.partition_count()
+        kept = self._kept.get((projection.name, partition))
+        if kept is None or kept.partitions != count:
+            kept = self._kept[(projection.name, partition)] = projection(partition, count)
+        return kept
 
     def run_forever(self) -> None:
         idle_wait = MIN_POLL_SECONDS

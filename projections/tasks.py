@@ -12,15 +12,18 @@ Each flag is cleared when its task starts, before it reads: a commit after
 that queues another run, so no commit goes unseen.
 """
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from functools import cache
 
 import redis
 from celery import shared_task
 from django.conf import settings
 
-from projections.engine import Outcome, ensure_checkpoints, run_batch
+from projections.engine import Outcome, Projection, ensure_checkpoints, run_batch
 from projections.projectors import PROJECTIONS
 
 logger = logging.getLogger(__name__)
@@ -87,6 +90,33 @@ def sweep() -> int:
     return wake_partitions()
 
 
+_kept: dict[tuple[str, int], tuple[Projection, threading.Lock]] = {}
+_kept_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _kept_instance(projection: type[Projection], partition: int) -> Iterator[Projection]:
+    """This worker process's instance of the partition's projection, which
+    keeps rows between tasks (see ``Projection.forget``); a fresh one when
+    another thread of the process is using it."""
+    count = projection.partition_count()
+    with _kept_guard:
+        entry = _kept.get((projection.name, partition))
+        if entry is None or entry[0].partitions != count:
+            entry = _kept[(projection.name, partition)] = (
+                projection(partition, count),
+                threading.Lock(),
+            )
+    instance, in_use = entry
+    if not in_use.acquire(blocking=False):
+        yield projection(partition, count)
+        return
+    try:
+        yield instance
+    finally:
+        in_use.release()
+
+
 @shared_task(name="projections.tasks.project_partition", ignore_result=True)
 def project_partition(name: str, partition: int) -> int:
     """Apply batches on one partition until it is caught up or the budget is spent."""
@@ -96,14 +126,17 @@ def project_partition(name: str, partition: int) -> int:
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
     known = None
-    while time.monotonic() < deadline:
-        result = run_batch(projection, partition, batch_size=size, known=known)
-        known = result.checkpoint
-        applied += result.applied
-        if result.outcome is not Outcome.APPLIED or result.applied < size:
-            # Caught up with the log as read. Commits since then have queued
-            # their own wake-up: the pending flag was cleared when we started.
-            return applied
+    with _kept_instance(projection, partition) as instance:
+        while time.monotonic() < deadline:
+            result = run_batch(
+                projection, partition, batch_size=size, known=known, projection=instance
+            )
+            known = result.checkpoint
+            applied += result.applied
+            if result.outcome is not Outcome.APPLIED or result.applied < size:
+                # Caught up with the log as read. Commits since then have queued
+                # their own wake-up: the pending flag was cleared when we started.
+                return applied
     pending = PENDING_KEY.format(name=name, partition=partition)
     if _redis().set(pending, 1, nx=True, ex=PENDING_SECONDS):
         project_partition.apply_async((name, partition), retry=False)

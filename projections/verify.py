@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from projections import truth
 from projections.bulk import upsert
-from projections.models import ProductFacts, ProductReadModel, SellerReadModel
+from projections.models import Checkpoint, ProductFacts, ProductReadModel, SellerReadModel
 
 
 @dataclasses.dataclass
@@ -76,6 +76,8 @@ def repair(drifts: list[Drift]) -> int:
                 _repair_sellers(ids, drift.expected, drift.actual, now)
                 SellerReadModel.objects.filter(pk__in=gone).delete()
             repaired += len(drift.rows)
+        # Projectors that keep rows between batches must load them again.
+        Checkpoint.objects.update(updated_at=now)
     return repaired
 
 

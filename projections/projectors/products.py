@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from projections.bulk import update_columns, upsert
+from projections.bulk import new_row, update_columns, upsert
 from projections.engine import Projection, handles
 from projections.eventlog import StoredEvent
 from projections.models import (
@@ -46,6 +46,11 @@ LISTING_FIELDS = ["product_id", "related_products", "last_position"]
 LISTING_WRITES = ["related_products", "last_position", "updated_at"]
 
 
+# At most this many rows and facts are kept from one batch to the next.
+KEPT_ROWS = 20_000
+KEPT_FACTS = 200_000
+
+
 def partition_of(product_id: int, partitions: int) -> int:
     return product_id % partitions
 
@@ -56,10 +61,23 @@ class ProductProjection(Projection):
 
     def __init__(self, partition: int, partitions: int) -> None:
         super().__init__(partition, partitions)
+        # Kept from batch to batch when the engine is handed this instance
+        # again (see ``Projection.forget``): facts, rows and shown entries
+        # as the last committed batch left them.
         self.facts: dict[int, ProductFacts] = {}
         self.sellers: dict[int, SellerFacts] = {}
         self.rows: dict[int, ProductReadModel] = {}
         self.shown: dict[int, dict[str, Any]] = {}
+        self.listing_only: set[int] = set()
+        self._start_batch()
+
+    def forget(self) -> None:
+        self.facts.clear()
+        self.sellers.clear()
+        self.rows.clear()
+        self.shown.clear()
+
+    def _start_batch(self) -> None:
         self.reviews: dict[int, ReviewReadModel] = {}
         self.dirty_reviews: set[int] = set()
         self.deleted_reviews: set[int] = set()
@@ -70,8 +88,15 @@ class ProductProjection(Projection):
         self.refill_recent: set[int] = set()
         self.fanned: dict[int, StoredEvent] = {}
         # Rows loaded only to show a fanned product: just their list is loaded
-        # and written back, not the rest of the row.
-        self.listing_only: set[int] = set()
+        # and written back, not the rest of the row, so they are not kept.
+        for product_id in self.listing_only:
+            del self.rows[product_id]
+        self.listing_only = set()
+        if len(self.rows) > KEPT_ROWS:
+            self.rows.clear()  # a bound on memory: load them again as needed
+        if len(self.facts) > KEPT_FACTS:
+            self.facts.clear()
+            self.shown.clear()
 
     def owns(self, product_id: int) -> bool:
         return partition_of(product_id, self.partitions) == self.partition
@@ -96,8 +121,8 @@ class ProductProjection(Projection):
                 payload["product_id"]
             ):
                 review_ids.add(payload["review_id"])
-        self._load_facts(product_ids, seller_ids)
-        self.shown = {product_id: self._related_entry(product_id) for product_id in self.facts}
+        self._start_batch()
+        self._load_facts(product_ids - self.facts.keys(), seller_ids - self.sellers.keys())
         self._load_rows(product_ids, fanned_sellers)
         self.reviews = {
             review.review_id: review
@@ -106,26 +131,26 @@ class ProductProjection(Projection):
 
     def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
         scope = {"projector": self.name, "partition": self.partition}
-        self.facts = {
-            fact.product_id: fact
-            for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids)
-        }
-        self.sellers = {
-            fact.seller_id: fact
-            for fact in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids)
-        }
+        for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids):
+            self.facts[fact.product_id] = fact
+            self.shown[fact.product_id] = self._related_entry(fact.product_id)
+        for seller in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids):
+            self.sellers[seller.seller_id] = seller
 
     def _owned_rows(self) -> Q:
         return Q(partition=self.partition)
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
-        owned = {pk for pk in product_ids if self.owns(pk)}
+        owned = {pk for pk in product_ids if self.owns(pk) and pk not in self.rows}
         rows = ProductReadModel.objects.filter(product_id__in=owned)
         if fanned_sellers:
             rows = rows | ProductReadModel.objects.filter(
                 self._owned_rows(), seller_id__in=fanned_sellers
             )
-        self.rows = {row.product_id: row for row in rows}
+        elif not owned:
+            return
+        for row in rows:
+            self.rows.setdefault(row.product_id, row)
 
     # Sellers ---------------------------------------------------------------
 
@@ -261,7 +286,8 @@ class ProductProjection(Projection):
         self._move_rating(product_id, add=payload["rating"])
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is not None:
-            review = ReviewReadModel(
+            review = new_row(
+                ReviewReadModel,
                 review_id=payload["review_id"],
                 product_id=product_id,
                 author_name=payload["author_name"],
@@ -273,9 +299,7 @@ class ProductProjection(Projection):
             )
             self.reviews[review.review_id] = review
             self.dirty_reviews.add(review.review_id)
-            row.recent_reviews = shaping.newest_reviews(
-                [self._review_entry(review), *row.recent_reviews]
-            )
+            row.recent_reviews = shaping.with_review(row.recent_reviews, self._review_entry(review))
             self._touch(row, event)
         self._fan_out(product_id, event)
 

@@ -25,25 +25,32 @@ class SellerProjection(Projection):
 
     def __init__(self, partition: int, partitions: int) -> None:
         super().__init__(partition, partitions)
+        # Kept from batch to batch when the engine is handed this instance again.
         self.products: dict[int, ProductFacts] = {}
         self.sellers: dict[int, SellerReadModel] = {}
         self.dirty_products: set[int] = set()
         self.dirty_sellers: set[int] = set()
 
+    def forget(self) -> None:
+        self.products.clear()
+        self.sellers.clear()
+
     def prepare(self, events: Sequence[StoredEvent]) -> None:
+        self.dirty_products = set()
+        self.dirty_sellers = set()
         product_ids = {e.payload["product_id"] for e in events if "product_id" in e.payload}
-        self.products = {
-            facts.product_id: facts
-            for facts in ProductFacts.objects.filter(
-                projector=self.name, partition=self.partition, product_id__in=product_ids
-            )
-        }
+        for facts in ProductFacts.objects.filter(
+            projector=self.name,
+            partition=self.partition,
+            product_id__in=product_ids - self.products.keys(),
+        ):
+            self.products[facts.product_id] = facts
         seller_ids = {e.payload["seller_id"] for e in events if "seller_id" in e.payload}
-        seller_ids |= {facts.seller_id for facts in self.products.values()}
-        self.sellers = {
-            seller.seller_id: seller
-            for seller in SellerReadModel.objects.filter(seller_id__in=seller_ids)
-        }
+        seller_ids |= {self.products[pk].seller_id for pk in product_ids if pk in self.products}
+        for seller in SellerReadModel.objects.filter(
+            seller_id__in=seller_ids - self.sellers.keys()
+        ):
+            self.sellers[seller.seller_id] = seller
 
     @handles("SellerRegistered")
     def seller_registered(self, event: StoredEvent) -> None:
