@@ -170,8 +170,7 @@ LEFT JOIN pg_constraint constraint_ ON constraint_.conindid = index.oid
      AND constraint_.conrelid = tab.oid
 WHERE tab.relnamespace = current_schema()::regnamespace AND tab.relname = %s
 """
-_BLOCK = 1 << 20
-_BINARY_TRAILER = b"\xff\xff"  # a message of its own, not a row
+_BLOCK_ROWS = 1024
 
 
 def prepare_snapshot(write: Any) -> None:
@@ -278,38 +277,43 @@ def _stream(
 
 
 def _blocks(pgconn: Any) -> Iterator[tuple[bytes, int]]:
-    """The data of the COPY TO running on ``pgconn``, in blocks of about a
-    megabyte, with the number of rows sent so far.
+    """The data of the COPY TO running on ``pgconn``, in blocks of up to
+    ``_BLOCK_ROWS`` rows, with the number of messages sent so far (the rows,
+    and the binary format's trailer).
 
     Through libpq directly (psycopg's documented ``pgconn``): psycopg's own
     ``Copy.read()`` costs about a microsecond of Python a row, more than the
-    servers spend on it. On return the COPY's result has been read.
+    servers spend on it. The inner loop does nothing else a row but take it:
+    the counting and the checks a row in it cost as much again. A block goes
+    out when it is full or when libpq has no more data buffered, before
+    waiting for the server. On return the COPY's result has been read.
     """
     import psycopg
     from psycopg import pq
 
-    rows = 0
-    size = 0
+    get = pgconn.get_copy_data
     pending: list[bytes] = []
+    take = pending.append
+    sent = 0
     while True:
-        size_or_status, data = pgconn.get_copy_data(1)
-        if size_or_status > 0:
-            pending.append(data)
-            size += size_or_status
-            rows += data != _BINARY_TRAILER
-            if size >= _BLOCK:
-                yield b"".join(pending), rows
-                pending.clear()
-                size = 0
-        elif size_or_status == 0:  # nothing buffered: wait for the server
+        for _ in range(_BLOCK_ROWS):
+            size_or_status, data = get(1)
+            if size_or_status <= 0:
+                break
+            take(data)
+        else:
+            size_or_status = 1  # a full block; more to come
+        if pending:
+            sent += len(pending)
+            yield b"".join(pending), sent
+            pending.clear()
+        if size_or_status == 0:  # nothing buffered: wait for the server
             select.select([pgconn.socket], [], [])
             pgconn.consume_input()
         elif size_or_status == -1:  # the end of the data
             break
-        else:
+        elif size_or_status < 0:
             raise psycopg.OperationalError(pgconn.get_error_message())
-    if pending:
-        yield b"".join(pending), rows
     result = None
     while True:
         while pgconn.is_busy():
