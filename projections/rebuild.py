@@ -71,6 +71,11 @@ SWAPPED_MODELS = (
     ParkedEvent,
 )
 Progress = Callable[[str, int, int], None]
+# Events per batch (and transaction). A replaying batch writes every row its
+# events touched, once: with the whole log ahead, larger batches write each
+# product's row fewer times (a batch of 200,000 holds about 300 MB).
+REPLAY_BATCH_SIZE = 200_000
+CATCH_UP_BATCH_SIZE = 20_000
 
 
 def _live_settings() -> dict[str, Any]:
@@ -431,14 +436,17 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
                 return 0  # split already: the run goes on catching up
             Checkpoint.objects.create(projector=products.name, partition=WHOLE_PARTITION)
         ensure_checkpoints(sellers)
-        behind = eventlog.count_after(eventlog.START)
+        start = whole.get()
+        behind = eventlog.count_after(eventlog.LogPosition(start.transaction_id, start.position))
         # Kept from batch to batch: each batch loads only what the ones before
         # did not, instead of every row its events touch.
         whole_products = WholeProductProjection(WHOLE_PARTITION, products.partition_count())
+        whole_products.keep_rows = True
         all_sellers = sellers(0, 1)
         while True:
             reads = SharedReads()  # both projectors stand at the same place
             # One batch of each per round, so the progress moves batch by batch.
+            # The progress counts the log's events, once (both apply them all).
             step = catch_up(
                 WholeProductProjection,
                 WHOLE_PARTITION,
@@ -447,7 +455,7 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
                 projection=whole_products,
                 reads=reads,
             )
-            step += catch_up(
+            seller_step = catch_up(
                 sellers,
                 0,
                 batch_size=batch_size,
@@ -457,7 +465,9 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
             )
             applied += step
             progress("events", applied, max(behind, applied))
-            if step == 0 or _reached(target, Checkpoint.objects.filter(pk=whole.get().pk)):
+            if step + seller_step == 0 or _reached(
+                target, Checkpoint.objects.filter(pk=whole.get().pk)
+            ):
                 break
         _split_whole(products.name, products.partition_count())
     return applied
@@ -578,9 +588,18 @@ def _swap_sqlite(batch_size: int) -> float:
 
 
 def rebuild(
-    *, from_events: bool, batch_size: int, progress: Progress, log: Callable[[str], None]
+    *,
+    from_events: bool,
+    batch_size: int | None,
+    progress: Progress,
+    log: Callable[[str], None],
 ) -> RebuildRun:
-    """Rebuild every read model without downtime; see the module docstring."""
+    """Rebuild every read model without downtime; see the module docstring.
+
+    ``batch_size`` is the events of one batch, each its own transaction; by
+    default ``REPLAY_BATCH_SIZE`` while replaying and ``CATCH_UP_BATCH_SIZE``
+    while catching up.
+    """
     run = RebuildRun.objects.filter(finished_at__isnull=True).order_by("-pk").first()
     resumable = {RebuildRun.Phase.TAIL, RebuildRun.Phase.REPLAY}
     if run is not None and run.phase in resumable and shadow_exists():
@@ -600,11 +619,12 @@ def rebuild(
             run.rows = backfill_from_snapshot(progress)
             _set_phase(run, RebuildRun.Phase.TAIL)
     if run.phase == RebuildRun.Phase.REPLAY:
-        run.events += replay_whole(batch_size, progress)
+        run.events += replay_whole(batch_size or REPLAY_BATCH_SIZE, progress)
         _set_phase(run, RebuildRun.Phase.TAIL)
-    run.events += catch_up_shadow(batch_size, progress)
+    catch_up_size = batch_size or CATCH_UP_BATCH_SIZE
+    run.events += catch_up_shadow(catch_up_size, progress)
     run.save(update_fields=["events"])
-    waited = swap(batch_size)
+    waited = swap(catch_up_size)
     run.rows = run.rows or ProductReadModel.objects.count() + SellerReadModel.objects.count()
     run.message = f"Swapped in; readers waited at most {waited * 1000:.0f} ms."
     run.finished_at = timezone.now()

@@ -69,6 +69,11 @@ class ProductProjection(Projection):
         self.rows: dict[int, ProductReadModel] = {}
         self.shown: dict[int, dict[str, Any]] = {}
         self.listing_only: set[int] = set()
+        # Rows too, not just facts: for a replay, whose batches touch most
+        # rows. A runner's small batches load their few rows in one query,
+        # while thousands of rows kept would slow every full pass of Python's
+        # garbage collector, between batches, by hundreds of milliseconds.
+        self.keep_rows = False
         self._start_batch()
 
     def forget(self) -> None:
@@ -90,10 +95,10 @@ class ProductProjection(Projection):
         # Rows loaded only to show a fanned product: just their list is loaded
         # and written back, not the rest of the row, so they are not kept.
         for product_id in self.listing_only:
-            del self.rows[product_id]
+            self.rows.pop(product_id, None)
         self.listing_only = set()
-        if len(self.rows) > KEPT_ROWS:
-            self.rows.clear()  # a bound on memory: load them again as needed
+        if not self.keep_rows or len(self.rows) > KEPT_ROWS:
+            self.rows.clear()  # load them again as needed
         if len(self.facts) > KEPT_FACTS:
             self.facts.clear()
             self.shown.clear()

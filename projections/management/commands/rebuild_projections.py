@@ -31,15 +31,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=20000,
-            help="Events a batch applies while replaying or catching up (default 20,000).",
+            default=None,
+            help="Events a batch applies, each batch one transaction (default 200,000 while "
+            "replaying, 20,000 while catching up).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         unknown = set(options["names"]) - set(PROJECTIONS)
         if unknown:
             raise CommandError(f"Unknown projectors: {', '.join(sorted(unknown))}")
-        if options["batch_size"] < 1:
+        if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         started = time.monotonic()
         reporter = _Progress(self.stderr)
