@@ -279,6 +279,7 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+@_collector_paused()
 def run_batch(
     projection_class: type[Projection],
     partition: int,
@@ -307,30 +308,6 @@ def run_batch(
     ``projection`` is an instance kept from batch to batch (see
     ``Projection.forget``); by default each batch makes a fresh one.
     """
-    with _collector_paused():
-        return _run_batch(
-            projection_class,
-            partition,
-            batch_size=batch_size,
-            owner=owner,
-            events=events,
-            known=known,
-            reads=reads,
-            projection=projection,
-        )
-
-
-def _run_batch(
-    projection_class: type[Projection],
-    partition: int,
-    *,
-    batch_size: int | None,
-    owner: str | None,
-    events: Sequence[StoredEvent] | None,
-    known: Checkpoint | None,
-    reads: "SharedReads | None",
-    projection: Projection | None,
-) -> BatchResult:
     owner = owner or default_owner()
     name = projection_class.name
     peek = known if known is not None else _peek(projection_class, partition)
