@@ -12,11 +12,10 @@ Each flag is cleared when its task starts, before it reads: a commit after
 that queues another run, so no commit goes unseen.
 """
 
-import contextlib
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from functools import cache
 
 import redis
@@ -90,54 +89,92 @@ def sweep() -> int:
     return wake_partitions()
 
 
-_kept: dict[tuple[str, int], tuple[Projection, threading.Lock]] = {}
-_kept_guard = threading.Lock()
+@dataclasses.dataclass
+class _Claim:
+    """This worker process's hold on one partition: the projection instance
+    it keeps from task to task (see ``Projection.forget``), whether a thread
+    is projecting with it, and whether a task came for it meanwhile."""
+
+    instance: Projection
+    busy: bool = False
+    again: bool = False
 
 
-@contextlib.contextmanager
-def _kept_instance(projection: type[Projection], partition: int) -> Iterator[Projection]:
-    """This worker process's instance of the partition's projection, which
-    keeps rows between tasks (see ``Projection.forget``); a fresh one when
-    another thread of the process is using it."""
+_claims: dict[tuple[str, int], _Claim] = {}
+_claims_guard = threading.Lock()
+
+
+def _claim(projection: type[Projection], partition: int) -> Projection | None:
+    """The partition's kept instance, for this thread alone; None when another
+    thread of the process is projecting the partition: that thread is told
+    to look at the log once more before it lets go (see ``_release``)."""
     count = projection.partition_count()
-    with _kept_guard:
-        entry = _kept.get((projection.name, partition))
-        if entry is None or entry[0].partitions != count:
-            entry = _kept[(projection.name, partition)] = (
-                projection(partition, count),
-                threading.Lock(),
-            )
-    instance, in_use = entry
-    if not in_use.acquire(blocking=False):
-        yield projection(partition, count)
-        return
-    try:
-        yield instance
-    finally:
-        in_use.release()
+    with _claims_guard:
+        claim = _claims.get((projection.name, partition))
+        if claim is None or claim.instance.partitions != count:
+            claim = _claims[(projection.name, partition)] = _Claim(projection(partition, count))
+        if claim.busy:
+            claim.again = True
+            return None
+        claim.busy = True
+        return claim.instance
+
+
+def _release(projection: type[Projection], partition: int) -> bool:
+    """Let go of the partition, unless a task came for it while this thread
+    projected: then keep it, and say so (the caller reads the log again)."""
+    with _claims_guard:
+        claim = _claims[(projection.name, partition)]
+        if claim.again:
+            claim.again = False
+            return False
+        claim.busy = False
+        return True
 
 
 @shared_task(name="projections.tasks.project_partition", ignore_result=True)
 def project_partition(name: str, partition: int) -> int:
-    """Apply batches on one partition until it is caught up or the budget is spent."""
+    """Apply batches on one partition until the log has nothing more for it,
+    or the budget is spent (then queue a task to go on).
+
+    A task that finds the partition busy hands over to whoever holds it: a
+    thread of this process is told to read once more (``_claim``); a batch of
+    another process holds the partition's lock, and that process reads the
+    log again after its batch, so it sees the commit that sent this task.
+    That is why a task stops only when a read finds nothing, never merely
+    after a batch smaller than the batch size.
+    """
     _redis().delete(PENDING_KEY.format(name=name, partition=partition))
     projection = PROJECTIONS[name]
+    instance = _claim(projection, partition)
+    if instance is None:
+        return 0
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
     known = None
-    with _kept_instance(projection, partition) as instance:
+    try:
         while time.monotonic() < deadline:
             result = run_batch(
                 projection, partition, batch_size=size, known=known, projection=instance
             )
-            known = result.checkpoint
+            known = result.checkpoint or known
             applied += result.applied
-            if result.outcome is not Outcome.APPLIED or result.applied < size:
-                # Caught up with the log as read. Commits since then have queued
-                # their own wake-up: the pending flag was cleared when we started.
+            if result.outcome is not Outcome.APPLIED and _release(projection, partition):
                 return applied
+    except BaseException:
+        _release_for_good(projection, partition)
+        raise
+    _release_for_good(projection, partition)
     pending = PENDING_KEY.format(name=name, partition=partition)
     if _redis().set(pending, 1, nx=True, ex=PENDING_SECONDS):
         project_partition.apply_async((name, partition), retry=False)
     return applied
+
+
+def _release_for_good(projection: type[Projection], partition: int) -> None:
+    """Let go whatever came meanwhile: a failure, or a spent budget that queues
+    a task of its own."""
+    with _claims_guard:
+        claim = _claims[(projection.name, partition)]
+        claim.again = claim.busy = False

@@ -89,8 +89,13 @@ def _database(var: str, sqlite_file: str) -> dict[str, object]:
         return _sqlite(VAR_DIR / sqlite_file)
     config: dict[str, object] = env.db_url(var)
     if config["ENGINE"] == "django.db.backends.postgresql":
-        config["OPTIONS"] = {"pool": env.bool("DATABASE_POOL", default=False)}
+        pooled = env.bool("DATABASE_POOL", default=False)
+        config["OPTIONS"] = {"pool": pooled}
         config["CONN_HEALTH_CHECKS"] = True
+        if not pooled:
+            # Persistent connections: a Celery worker runs a task per commit, and
+            # Django's default would open two connections for every one of them.
+            config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     return config
 
 

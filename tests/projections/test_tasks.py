@@ -1,0 +1,114 @@
+"""The Celery task's hand-over: a wake-up that finds its partition busy is
+never stranded; whoever holds the partition reads the log once more."""
+
+import random
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from django.db import close_old_connections, connections
+
+from catalog.models import Product
+from catalog.services import product_change_price
+from projections import eventlog, tasks
+from projections.engine import Outcome, project_all, run_batch
+from projections.models import Checkpoint
+from projections.projectors.products import ProductProjection
+from tests.projections.history import seed_catalog
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.broker,
+    pytest.mark.django_db(transaction=True, databases=["default", "read"]),
+]
+
+
+@pytest.fixture(autouse=True)
+def no_claims() -> Iterator[None]:
+    tasks._claims.clear()
+    yield
+    tasks._claims.clear()
+
+
+def behind(name: str, partition: int) -> int:
+    checkpoint = Checkpoint.objects.get(projector=name, partition=partition)
+    return eventlog.count_after(
+        eventlog.LogPosition(checkpoint.transaction_id, checkpoint.position)
+    )
+
+
+def start_holder(results: dict) -> threading.Thread:
+    """``project_partition`` for products partition 0 on a thread of its own."""
+
+    def hold() -> None:
+        try:
+            results["applied"] = tasks.project_partition("products", 0)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    results["thread"] = thread
+    thread.start()
+    return thread
+
+
+def a_product() -> Product:
+    seed_catalog(random.Random(5), products=6)
+    project_all()
+    return Product.objects.order_by("pk")[0]
+
+
+def test_a_task_that_finds_the_partition_locked_leaves_its_event_to_the_holder(broker, monkeypatch):
+    product = a_product()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    inside, go_on = threading.Event(), threading.Event()
+    results: dict = {}
+    real_flush = ProductProjection.flush
+
+    def held_flush(self: ProductProjection) -> None:
+        if threading.current_thread() is results.get("thread") and not inside.is_set():
+            inside.set()  # in the first batch's transaction, holding the lock
+            go_on.wait(10)
+        real_flush(self)
+
+    monkeypatch.setattr(ProductProjection, "flush", held_flush)
+    holder = start_holder(results)
+    assert inside.wait(10)
+    product_change_price(product_id=product.pk, price=Decimal("23.45"))
+    # What another worker process's task does on that wake-up: the lock is held.
+    assert run_batch(ProductProjection, 0).outcome is Outcome.BUSY
+    go_on.set()
+    holder.join(10)
+    close_old_connections()
+    assert results["applied"] == 2
+    assert behind("products", 0) == 0
+
+
+def test_a_task_that_finds_the_partition_claimed_in_this_process_makes_the_holder_look_again(
+    broker, monkeypatch
+):
+    product = a_product()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    found_nothing, go_on = threading.Event(), threading.Event()
+    results: dict = {}
+    real_run_batch = tasks.run_batch
+
+    def slow_to_let_go(*args, **kwargs):
+        result = real_run_batch(*args, **kwargs)
+        holding = threading.current_thread() is results.get("thread")
+        if holding and result.outcome is Outcome.IDLE and not found_nothing.is_set():
+            found_nothing.set()  # read the log, found nothing: about to let go
+            go_on.wait(10)
+        return result
+
+    monkeypatch.setattr(tasks, "run_batch", slow_to_let_go)
+    holder = start_holder(results)
+    assert found_nothing.wait(10)
+    product_change_price(product_id=product.pk, price=Decimal("23.45"))
+    assert tasks.project_partition("products", 0) == 0  # handed over
+    go_on.set()
+    holder.join(10)
+    close_old_connections()
+    assert results["applied"] == 2
+    assert behind("products", 0) == 0
