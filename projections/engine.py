@@ -33,6 +33,7 @@ import traceback
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -391,6 +392,51 @@ class SharedReads:
                 while len(self._reads) > self.KEPT:
                     self._reads.popitem(last=False)
         return events
+
+
+class ReadAhead(SharedReads):
+    """The reads of one long replay: while a batch is applied, the next one is
+    read on a thread of its own (with a connection of its own), so the log's
+    server and the wire work while the handlers run. A read that returns a
+    full batch starts the read after it; a read of anything else waits for
+    nothing it has not asked for. Only the last read and the one ahead are
+    held. ``close`` when done: it closes the thread's connections.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: tuple[tuple[LogPosition, int, str], list[StoredEvent]] | None = None
+        self._ahead: tuple[tuple[LogPosition, int, str], Future[list[StoredEvent]]] | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+
+    def read(self, start: LogPosition, limit: int, skip_snapshot: str) -> list[StoredEvent]:
+        key = (start, limit, skip_snapshot)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == key:
+            events = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].result()  # a read nobody wants now; done before another starts
+            events = eventlog.read_events(start, limit, skip_snapshot=skip_snapshot)
+        self._last = (key, events)
+        if len(events) == limit:
+            following = (events[-1].log_position, limit, skip_snapshot)
+            self._ahead = (following, self._pool.submit(_read_ahead, *following))
+        return events
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead[1].result()
+            self._ahead = None
+        self._last = None
+        self._pool.submit(connections.close_all).result()
+        self._pool.shutdown()
+
+
+def _read_ahead(start: LogPosition, limit: int, skip_snapshot: str) -> list[StoredEvent]:
+    return eventlog.read_events(start, limit, skip_snapshot=skip_snapshot)
 
 
 def _peek(projection_class: type[Projection], partition: int) -> Checkpoint:

@@ -127,6 +127,19 @@ def _decode(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
+def _load_moments_in_c(cursor: Any) -> None:
+    """Read ``occurred_at`` with psycopg's own loader rather than Django's,
+    which wraps it in Python to set the time zone: the session's is UTC
+    already (Django sets it), and a replay reads millions of events."""
+    from psycopg import adapters, postgres
+    from psycopg.pq import Format
+
+    oid = postgres.types["timestamptz"].oid
+    loader = adapters.get_loader(oid, Format.TEXT)
+    if loader is not None:
+        cursor.adapters.register_loader(oid, loader)
+
+
 def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> list[StoredEvent]:
     """Up to ``limit`` committed events after ``after``, in reading order.
 
@@ -138,6 +151,7 @@ def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> l
     connection = connections[WRITE_DB]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            _load_moments_in_c(cursor.cursor)
             params: list[Any] = [str(after.transaction_id), after.position]
             if skip_snapshot:
                 params.append(skip_snapshot)

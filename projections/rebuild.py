@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from projections import eventlog
 from projections.bulk import upsert
-from projections.engine import SharedReads, catch_up, ensure_checkpoints
+from projections.engine import Projection, ReadAhead, catch_up, ensure_checkpoints
 from projections.models import (
     Checkpoint,
     ParkedEvent,
@@ -427,8 +427,6 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
     """
     products = PROJECTIONS["products"]
     sellers = PROJECTIONS["sellers"]
-    target = eventlog.head()
-    applied = 0
     with shadow_alias():
         whole = Checkpoint.objects.filter(projector=products.name, partition=WHOLE_PARTITION)
         if not whole.exists():
@@ -436,41 +434,52 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
                 return 0  # split already: the run goes on catching up
             Checkpoint.objects.create(projector=products.name, partition=WHOLE_PARTITION)
         ensure_checkpoints(sellers)
-        start = whole.get()
-        behind = eventlog.count_after(eventlog.LogPosition(start.transaction_id, start.position))
         # Kept from batch to batch: each batch loads only what the ones before
         # did not, instead of every row its events touch.
         whole_products = WholeProductProjection(WHOLE_PARTITION, products.partition_count())
         whole_products.keep_rows = True
-        all_sellers = sellers(0, 1)
-        while True:
-            reads = SharedReads()  # both projectors stand at the same place
-            # One batch of each per round, so the progress moves batch by batch.
-            # The progress counts the log's events, once (both apply them all).
-            step = catch_up(
-                WholeProductProjection,
-                WHOLE_PARTITION,
-                batch_size=batch_size,
-                max_batches=1,
-                projection=whole_products,
-                reads=reads,
-            )
-            seller_step = catch_up(
-                sellers,
-                0,
-                batch_size=batch_size,
-                max_batches=1,
-                projection=all_sellers,
-                reads=reads,
-            )
-            applied += step
-            progress("events", applied, max(behind, applied))
-            if step + seller_step == 0 or _reached(
-                target, Checkpoint.objects.filter(pk=whole.get().pk)
-            ):
-                break
+        # Both projectors stand at the same place: they share each read, and
+        # the next batch is read while this one is applied.
+        reads = ReadAhead()
+        try:
+            applied = _replay_rounds(whole_products, sellers(0, 1), reads, batch_size, progress)
+        finally:
+            reads.close()
         _split_whole(products.name, products.partition_count())
     return applied
+
+
+def _replay_rounds(
+    whole_products: WholeProductProjection,
+    all_sellers: Projection,
+    reads: ReadAhead,
+    batch_size: int,
+    progress: Progress,
+) -> int:
+    """One batch of each projector per round, so the progress moves batch by
+    batch; it counts the log's events once (both projectors apply them all)."""
+    sellers = PROJECTIONS["sellers"]
+    target = eventlog.head()
+    whole = Checkpoint.objects.filter(projector="products", partition=WHOLE_PARTITION)
+    start = whole.get()
+    behind = eventlog.count_after(eventlog.LogPosition(start.transaction_id, start.position))
+    applied = 0
+    while True:
+        step = catch_up(
+            WholeProductProjection,
+            WHOLE_PARTITION,
+            batch_size=batch_size,
+            max_batches=1,
+            projection=whole_products,
+            reads=reads,
+        )
+        seller_step = catch_up(
+            sellers, 0, batch_size=batch_size, max_batches=1, projection=all_sellers, reads=reads
+        )
+        applied += step
+        progress("events", applied, max(behind, applied))
+        if step + seller_step == 0 or _reached(target, whole):
+            return applied
 
 
 _FACT_COLUMNS = "product_id, seller_id, name, price, is_active, rating_sum, review_count"

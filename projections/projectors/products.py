@@ -67,7 +67,8 @@ class ProductProjection(Projection):
         self.facts: dict[int, ProductFacts] = {}
         self.sellers: dict[int, SellerFacts] = {}
         self.rows: dict[int, ProductReadModel] = {}
-        self.shown: dict[int, dict[str, Any]] = {}
+        # What rows listing each product show of it (``_shown_as``).
+        self.shown: dict[int, tuple[Any, ...]] = {}
         self.listing_only: set[int] = set()
         # Rows too, not just facts: for a replay, whose batches touch most
         # rows. A runner's small batches load their few rows in one query,
@@ -138,7 +139,7 @@ class ProductProjection(Projection):
         scope = {"projector": self.name, "partition": self.partition}
         for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids):
             self.facts[fact.product_id] = fact
-            self.shown[fact.product_id] = self._related_entry(fact.product_id)
+            self.shown[fact.product_id] = self._shown_as(fact.product_id)
         for seller in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids):
             self.sellers[seller.seller_id] = seller
 
@@ -198,7 +199,7 @@ class ProductProjection(Projection):
             is_active=payload["is_active"],
         )
         self.dirty_facts.add(product_id)
-        self.shown[product_id] = self._related_entry(product_id)
+        self.shown[product_id] = self._shown_as(product_id)
         if not self.owns(product_id):
             return
         seller = self.sellers[payload["seller_id"]]
@@ -258,7 +259,7 @@ class ProductProjection(Projection):
                 price=payload["price"],
                 changed_at=payload["changed_at"],
             )
-            row.price_history = shaping.newest_prices([entry, *row.price_history])
+            row.price_history = shaping.with_price(row.price_history, entry)
             self._touch(row, event)
         self._fan_out(product_id, event)
 
@@ -375,32 +376,45 @@ class ProductProjection(Projection):
             review_count=facts.review_count,
         )
 
+    def _shown_as(self, product_id: int) -> tuple[Any, ...]:
+        """What a related entry of the product shows, as a key that costs
+        less than the entry: equal keys make equal entries. The rating is
+        in whole cents, rounded half up as ``shaping.average`` does."""
+        facts = self.facts[product_id]
+        total, count = facts.rating_sum, facts.review_count
+        if count > 0 and total >= 0:
+            return facts.name, facts.price, (200 * total + count) // (2 * count)
+        return facts.name, facts.price, shaping.average(total, count)
+
     def _fan_out(self, product_id: int, event: StoredEvent) -> None:
         """Note that rows listing the product must show its new name, price or rating.
 
-        Rows listing a product show ``self.shown[product_id]``; when the change
-        leaves that entry as it was (a review that moves a popular product's
-        average by less than a cent) nothing is noted. The rows themselves are
-        loaded and rewritten once per batch, in ``_flush_fan_out``.
+        When the change leaves what they show as it was (a review that moves
+        a popular product's average by less than a cent) nothing is noted.
+        The rows themselves are loaded and rewritten once per batch, in
+        ``_flush_fan_out``.
         """
-        entry = self._related_entry(product_id)
-        if entry == self.shown.get(product_id):
+        shown = self._shown_as(product_id)
+        if shown == self.shown.get(product_id):
             return
-        self.shown[product_id] = entry
+        self.shown[product_id] = shown
         self.fanned[product_id] = event
 
     def _flush_fan_out(self) -> None:
-        """Show each fanned product's last entry on every owned row listing it,
-        as of the last event that changed it.
+        """Show each fanned product's entry, as its last change left it, on
+        every owned row listing it, as of the last event that changed it.
 
         Runs after ``_flush_links``, so the reverse index already says who lists
         what at the end of the batch. Deferring is exact: a row listing the
         product now either listed it when that event came (and is touched by it
         either way) or started listing it later, by an event that touched it
-        later still.
+        later still. The entry is made from the facts at the end of the batch:
+        it depends only on what ``_shown_as`` compares, which is as the last
+        noted change left it (any later change to it would have been noted).
         """
         if not self.fanned:
             return
+        entries = {product_id: self._related_entry(product_id) for product_id in self.fanned}
         listing = RelatedLink.objects.filter(self._owned_rows(), target_id__in=self.fanned)
         sources = set(listing.values_list("source_id", flat=True))
         missing = sources - set(self.rows)
@@ -415,7 +429,7 @@ class ProductProjection(Projection):
             if not shows:
                 continue
             row.related_products = [
-                self.shown[item["id"]] if item["id"] in self.fanned else item
+                entries[item["id"]] if item["id"] in self.fanned else item
                 for item in row.related_products
             ]
             self._touch(row, max((self.fanned[pk] for pk in shows), key=_position))

@@ -95,8 +95,19 @@ def price_entry(*, change_id: int, price: Any, changed_at: datetime | str) -> di
 
 
 def newest_prices(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ordered = sorted(entries, key=lambda entry: (entry["changed_at"], entry["id"]), reverse=True)
+    ordered = sorted(entries, key=_price_order, reverse=True)
     return ordered[:PRICE_HISTORY]
+
+
+def with_price(history: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``newest_prices`` of ``history`` (already newest first) and one more."""
+    if not history or _price_order(entry) > _price_order(history[0]):
+        return [entry, *history[: PRICE_HISTORY - 1]]  # the usual case: it is the newest
+    return newest_prices([entry, *history])
+
+
+def _price_order(entry: dict[str, Any]) -> tuple[str, int]:
+    return entry["changed_at"], entry["id"]
 
 
 def related_entry(
