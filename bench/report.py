@@ -497,7 +497,10 @@ def rebuild_section(results: dict[str, Any]) -> str:
             rate = ""
             if key == "from_events" and replay:
                 rate = f"{replay['events'] / row['seconds']:,.0f} events/s"
-            rows.append([label, f"{row['seconds']:.1f} s", rate, ratio(row["seconds"], floor)])
+            time_ = f"{row['seconds']:.1f} s"
+            if len(row.get("runs", [])) > 1:
+                time_ += f" (better of {', '.join(f'{run:.1f}' for run in row['runs'])} s)"
+            rows.append([label, time_, rate, ratio(row["seconds"], floor)])
     if rebuild and "snapshot" not in rebuild:
         rows.append(["`rebuild_projections`", "skipped: no such command", "", ""])
     if floor is not None:

@@ -292,11 +292,20 @@ def rebuild_section(size: Size, project: dict[str, Any] | None) -> dict[str, Any
     if not rebuild.has_rebuild_command():
         log("  rebuild_projections: the command does not exist yet; skipped")
         return figures
-    snapshot = (project or {}).get("rebuild")
-    if snapshot is None:
-        snapshot = rebuild.rebuild([], size.rebuild_timeout, log)
-    else:
-        log(f"  rebuild_projections (snapshot): {snapshot['seconds']:.1f} s, in the project step")
+    # Timed here, beside the floor and like it: twice, the better run counts,
+    # all runs are kept. The project step's rebuild ran right after the seed,
+    # with autovacuum at work on the new tables; it is kept but not compared.
+    runs = [rebuild.rebuild([], size.rebuild_timeout, log) for _ in range(2)]
+    snapshot = dict(min(runs, key=lambda run: float(run["seconds"])))
+    snapshot["runs"] = [run["seconds"] for run in runs]
+    first = (project or {}).get("rebuild")
+    if first is not None:
+        snapshot["project_step_seconds"] = first["seconds"]
+    log(
+        f"  rebuild_projections (snapshot): {snapshot['seconds']:.1f} s, the better of "
+        f"{', '.join(f'{run:.1f}' for run in snapshot['runs'])} s; "
+        f"{snapshot['seconds'] / figures['floor']['seconds']:.1f}x the floor"
+    )
     figures["snapshot"] = snapshot
     if size.rebuild_from_events:
         figures["from_events"] = rebuild.rebuild(["--from-events"], size.rebuild_timeout, log)
