@@ -6,4 +6,4 @@ class ProjectionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from projections import checks, receivers  # noqa: F401
+        from projections import checks, lookups, receivers  # noqa: F401

@@ -48,6 +48,20 @@ def new_row[M: Model](model: type[M], **values: Any) -> M:
     return row
 
 
+def partial_row[M: Model](model: type[M], **values: Any) -> M:
+    """An instance of a stored row with only ``values`` loaded, the other
+    fields deferred as ``QuerySet.only`` leaves them, built without
+    ``Model.__init__``: for ``update_columns`` of thousands of rows."""
+    unknown = values.keys() - _attnames(model)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
+    row = model.__new__(model)
+    row.__dict__.update(values)
+    row._state = ModelState()
+    row._state.adding = False
+    return row
+
+
 @cache
 def _attnames(model: type[Model]) -> frozenset[str]:
     return frozenset(field.attname for field in model._meta.concrete_fields)
@@ -153,7 +167,9 @@ def _update_statement(model: type[Model], key: str, fields: tuple[str, ...]) -> 
 
     names = (key, *fields)
     table = quote(model._meta.db_table)
-    arrays = ", ".join(f"%s::{array_type(name)}" for name in names)
+    # Binary parameters: a text array in text format is quoted and escaped in
+    # Python, element by element, and the lists run to thousands of JSON texts.
+    arrays = ", ".join(f"%b::{array_type(name)}" for name in names)
     aliases = ", ".join(column(name) for name in names)
     updates = ", ".join(f"{column(name)} = {value(name)}" for name in fields)
     # Identifiers only, each from the model's metadata and quoted.

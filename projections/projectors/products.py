@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from projections.bulk import new_row, update_columns, upsert
+from projections.bulk import new_row, partial_row, update_columns, upsert
 from projections.engine import Projection, handles
 from projections.eventlog import StoredEvent
 from projections.models import (
@@ -132,15 +132,15 @@ class ProductProjection(Projection):
         self._load_rows(product_ids, fanned_sellers)
         self.reviews = {
             review.review_id: review
-            for review in ReviewReadModel.objects.filter(review_id__in=review_ids)
+            for review in ReviewReadModel.objects.filter(review_id__any=review_ids)
         }
 
     def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
         scope = {"projector": self.name, "partition": self.partition}
-        for fact in ProductFacts.objects.filter(**scope, product_id__in=product_ids):
+        for fact in ProductFacts.objects.filter(**scope, product_id__any=product_ids):
             self.facts[fact.product_id] = fact
             self.shown[fact.product_id] = self._shown_as(fact.product_id)
-        for seller in SellerFacts.objects.filter(**scope, seller_id__in=seller_ids):
+        for seller in SellerFacts.objects.filter(**scope, seller_id__any=seller_ids):
             self.sellers[seller.seller_id] = seller
 
     def _owned_rows(self) -> Q:
@@ -148,10 +148,10 @@ class ProductProjection(Projection):
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
         owned = {pk for pk in product_ids if self.owns(pk) and pk not in self.rows}
-        rows = ProductReadModel.objects.filter(product_id__in=owned)
+        rows = ProductReadModel.objects.filter(product_id__any=owned)
         if fanned_sellers:
             rows = rows | ProductReadModel.objects.filter(
-                self._owned_rows(), seller_id__in=fanned_sellers
+                self._owned_rows(), seller_id__any=fanned_sellers
             )
         elif not owned:
             return
@@ -415,14 +415,19 @@ class ProductProjection(Projection):
         if not self.fanned:
             return
         entries = {product_id: self._related_entry(product_id) for product_id in self.fanned}
-        listing = RelatedLink.objects.filter(self._owned_rows(), target_id__in=self.fanned)
+        listing = RelatedLink.objects.filter(self._owned_rows(), target_id__any=self.fanned)
         sources = set(listing.values_list("source_id", flat=True))
         missing = sources - set(self.rows)
         if missing:
-            listing_rows = ProductReadModel.objects.filter(pk__in=missing).only(*LISTING_FIELDS)
-            for row in listing_rows:
-                self.rows[row.product_id] = row
-                self.listing_only.add(row.product_id)
+            listing_rows = ProductReadModel.objects.filter(pk__any=missing)
+            for product_id, related, last_position in listing_rows.values_list(*LISTING_FIELDS):
+                self.rows[product_id] = partial_row(
+                    ProductReadModel,
+                    product_id=product_id,
+                    related_products=related,
+                    last_position=last_position,
+                )
+                self.listing_only.add(product_id)
         for source_id in sorted(sources):
             row = self.rows[source_id]
             shows = [item["id"] for item in row.related_products if item["id"] in self.fanned]
@@ -485,7 +490,7 @@ class ProductProjection(Projection):
 
     def _flush_reviews(self) -> None:
         if self.deleted_reviews:
-            ReviewReadModel.objects.filter(review_id__in=self.deleted_reviews).delete()
+            ReviewReadModel.objects.filter(review_id__any=self.deleted_reviews).delete()
         upsert(
             ReviewReadModel,
             [self.reviews[pk] for pk in sorted(self.dirty_reviews)],
@@ -503,7 +508,7 @@ class ProductProjection(Projection):
     def _flush_links(self) -> None:
         if not self.relinked:
             return
-        RelatedLink.objects.filter(source_id__in=self.relinked).delete()
+        RelatedLink.objects.filter(source_id__any=self.relinked).delete()
         RelatedLink.objects.bulk_create(
             RelatedLink(
                 source_id=source_id,

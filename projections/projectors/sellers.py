@@ -42,13 +42,13 @@ class SellerProjection(Projection):
         for facts in ProductFacts.objects.filter(
             projector=self.name,
             partition=self.partition,
-            product_id__in=product_ids - self.products.keys(),
+            product_id__any=product_ids - self.products.keys(),
         ):
             self.products[facts.product_id] = facts
         seller_ids = {e.payload["seller_id"] for e in events if "seller_id" in e.payload}
         seller_ids |= {self.products[pk].seller_id for pk in product_ids if pk in self.products}
         for seller in SellerReadModel.objects.filter(
-            seller_id__in=seller_ids - self.sellers.keys()
+            seller_id__any=seller_ids - self.sellers.keys()
         ):
             self.sellers[seller.seller_id] = seller
 
