@@ -398,9 +398,10 @@ class ReadAhead(SharedReads):
     """The reads of one long replay: while a batch is applied, the next one is
     read on a thread of its own (with a connection of its own), so the log's
     server and the wire work while the handlers run. A read that returns a
-    full batch starts the read after it; a read of anything else waits for
-    nothing it has not asked for. Only the last read and the one ahead are
-    held. ``close`` when done: it closes the thread's connections.
+    full batch starts the read after it; a read of another place waits for
+    that one to end and reads for itself. Only the last read and the one
+    ahead are held (none of ``SharedReads``' own). ``close`` when done: it
+    closes the thread's connections.
     """
 
     def __init__(self) -> None:
@@ -428,7 +429,7 @@ class ReadAhead(SharedReads):
 
     def close(self) -> None:
         if self._ahead is not None:
-            self._ahead[1].result()
+            self._ahead[1].exception()  # wait for it; unwanted now, failed or not
             self._ahead = None
         self._last = None
         self._pool.submit(connections.close_all).result()
