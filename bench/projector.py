@@ -108,20 +108,6 @@ def wipe_read_side() -> None:
         cursor.execute(f"TRUNCATE {tables}")
 
 
-def analyze_read_side() -> None:
-    """Statistics for the tables just filled from empty, as autovacuum gathers
-    them within a minute or two on a running system: without them the planner
-    takes the tables for empty, and the projectors' lookups of a few products'
-    facts scan their whole partition."""
-    from django.db import connections
-
-    from projections.rebuild import SWAPPED_MODELS
-
-    with connections["read"].cursor() as cursor:
-        for model in SWAPPED_MODELS:
-            cursor.execute(f"ANALYZE {model._meta.db_table}")
-
-
 def measure_replay(partitions: int) -> dict[str, float]:
     """Replay the whole log into empty read tables, partition after partition.
 
@@ -320,10 +306,13 @@ def measure_latency(
     from django.conf import settings
 
     from projections.engine import project_all
+    from projections.rebuild import analyze_read_side
 
     settings.PROJECTION_PARTITIONS = partitions
     wipe_read_side()
     project_all()
+    # Statistics, as autovacuum gathers them within a minute or two on a
+    # running system (see ``analyze_read_side``).
     analyze_read_side()
     env = {"PROJECTION_PARTITIONS": str(partitions)}
     if runner == "run_projectors":

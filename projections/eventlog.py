@@ -23,6 +23,7 @@ transaction id is 0 and position order is commit order.
 
 import dataclasses
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import orjson
@@ -131,13 +132,18 @@ def _load_moments_in_c(cursor: Any) -> None:
     """Read ``occurred_at`` with psycopg's own loader rather than Django's,
     which wraps it in Python to set the time zone: the session's is UTC
     already (Django sets it), and a replay reads millions of events."""
+    oid, loader = _c_moment_loader()
+    if loader is not None:
+        cursor.adapters.register_loader(oid, loader)
+
+
+@cache
+def _c_moment_loader() -> tuple[int, Any]:
     from psycopg import adapters, postgres
     from psycopg.pq import Format
 
     oid = postgres.types["timestamptz"].oid
-    loader = adapters.get_loader(oid, Format.TEXT)
-    if loader is not None:
-        cursor.adapters.register_loader(oid, loader)
+    return oid, adapters.get_loader(oid, Format.TEXT)
 
 
 def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> list[StoredEvent]:

@@ -143,16 +143,23 @@ def create_shadow() -> None:
         call_command("migrate", database=READ_DB, interactive=False, verbosity=0)
 
 
-def analyze_shadow() -> None:
-    """Give the planner statistics of the shadow's tables before they go live
-    (a snapshot's backfill gathers its own). Without them it takes the new
-    tables for empty, and until autovacuum comes by (a minute or more) looks
-    up the projectors' facts by scanning the whole partition."""
+def analyze_read_side() -> None:
+    """Give the planner statistics of the read models' tables on this thread's
+    ``read`` connection. Tables just filled from empty have none until
+    autovacuum comes by (a minute or more): the planner takes them for empty
+    and looks up the projectors' facts by scanning the whole partition."""
     if not _is_postgres():
         return
-    with shadow_alias(), connections[READ_DB].cursor() as cursor:
+    with connections[READ_DB].cursor() as cursor:
         for model in SWAPPED_MODELS:
             cursor.execute(f"ANALYZE {model._meta.db_table}")
+
+
+def analyze_shadow() -> None:
+    """Statistics of the shadow's tables before they go live (a snapshot's
+    backfill gathers its own)."""
+    with shadow_alias():
+        analyze_read_side()
 
 
 # Filling from a snapshot ---------------------------------------------------
@@ -472,7 +479,9 @@ def _replay_rounds(
     batch; it counts the log's events once (both projectors apply them all)."""
     sellers = PROJECTIONS["sellers"]
     target = eventlog.head()
-    whole = Checkpoint.objects.filter(projector="products", partition=WHOLE_PARTITION)
+    whole = Checkpoint.objects.filter(
+        projector=WholeProductProjection.name, partition=WHOLE_PARTITION
+    )
     start = whole.get()
     behind = eventlog.count_after(eventlog.LogPosition(start.transaction_id, start.position))
     applied = 0

@@ -2,6 +2,7 @@
 truth that ``verify_projections`` computes from the write model."""
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -75,15 +76,12 @@ def review_entry(
 
 
 def newest_reviews(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ordered = sorted(entries, key=_review_order, reverse=True)
-    return ordered[:RECENT_REVIEWS]
+    return _newest(entries, _review_order, RECENT_REVIEWS)
 
 
 def with_review(recent: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
     """``newest_reviews`` of ``recent`` (already newest first) and one more."""
-    if not recent or _review_order(entry) > _review_order(recent[0]):
-        return [entry, *recent[: RECENT_REVIEWS - 1]]  # the usual case: it is the newest
-    return newest_reviews([entry, *recent])
+    return _with_newest(recent, entry, _review_order, RECENT_REVIEWS)
 
 
 def _review_order(entry: dict[str, Any]) -> tuple[str, int]:
@@ -95,19 +93,31 @@ def price_entry(*, change_id: int, price: Any, changed_at: datetime | str) -> di
 
 
 def newest_prices(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ordered = sorted(entries, key=_price_order, reverse=True)
-    return ordered[:PRICE_HISTORY]
+    return _newest(entries, _price_order, PRICE_HISTORY)
 
 
 def with_price(history: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
     """``newest_prices`` of ``history`` (already newest first) and one more."""
-    if not history or _price_order(entry) > _price_order(history[0]):
-        return [entry, *history[: PRICE_HISTORY - 1]]  # the usual case: it is the newest
-    return newest_prices([entry, *history])
+    return _with_newest(history, entry, _price_order, PRICE_HISTORY)
 
 
 def _price_order(entry: dict[str, Any]) -> tuple[str, int]:
     return entry["changed_at"], entry["id"]
+
+
+Order = Callable[[dict[str, Any]], tuple[str, int]]
+
+
+def _newest(entries: list[dict[str, Any]], order: Order, limit: int) -> list[dict[str, Any]]:
+    return sorted(entries, key=order, reverse=True)[:limit]
+
+
+def _with_newest(
+    newest_first: list[dict[str, Any]], entry: dict[str, Any], order: Order, limit: int
+) -> list[dict[str, Any]]:
+    if not newest_first or order(entry) > order(newest_first[0]):
+        return [entry, *newest_first[: limit - 1]]  # the usual case: it is the newest
+    return _newest([entry, *newest_first], order, limit)
 
 
 def related_entry(
