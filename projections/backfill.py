@@ -131,15 +131,13 @@ WHERE mine.seller_id = seller.seller_id
 
 # In binary format, so each value is cast to its read-model column's type.
 REVIEWS_QUERY = """
-SELECT r.id::bigint, r.product_id::bigint, u.username::varchar, r.rating::smallint,
-       r.title::varchar, r.body::text, r.created_at::timestamptz, r.edited_at::timestamptz
-FROM reviews_review r JOIN auth_user u ON u.id = r.author_id
-WHERE NOT r.is_hidden
+SELECT id::bigint, product_id::bigint, created_at::timestamptz
+FROM reviews_review WHERE NOT is_hidden
 """
 REVIEWS_ESTIMATE = (
     "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'reviews_review'::regclass"
 )
-REVIEW_COLUMNS = "review_id, product_id, author_name, rating, title, body, created_at, edited_at"
+REVIEW_COLUMNS = "review_id, product_id, created_at"
 
 _FACTS = "seller_id, name, price, is_active, rating_sum, review_count"
 PRODUCT_FACTS = f"""
@@ -218,7 +216,8 @@ def fill_products(write: Any, shadow: Any, *, last_position: int, progress: Prog
 
 
 def fill_reviews(write: Any, shadow: Any, *, progress: Progress) -> int:
-    """Copy every counted review into the shadow's review store; returns how many.
+    """Copy every counted review's id, product and moment into the shadow's
+    review store; returns how many.
 
     The same preconditions as ``fill_products``; the two may run at once, on
     connections of their own, in transactions that share one snapshot.

@@ -22,6 +22,7 @@ transaction id is 0 and position order is commit order.
 """
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -165,6 +166,46 @@ def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> l
             cursor.execute(sql, [*params, limit])
         else:
             cursor.execute(_SQLITE_READ, [after.position, limit])
+        rows = cursor.fetchall()
+    return [_decode(row) for row in rows]
+
+
+_POSTGRES_STREAMS = f"""
+    SELECT {_COLUMNS.format(txid="transaction_id::text::bigint")}
+    FROM {Event._meta.db_table}
+    WHERE stream_type = %s AND stream_id = ANY(%s)
+      AND (transaction_id, position) <= (%s::text::xid8, %s)
+    ORDER BY {Event._meta.db_table}.transaction_id, position
+"""  # noqa: S608
+
+
+def stream_events(
+    stream_type: str, stream_ids: Sequence[int], through: LogPosition
+) -> list[StoredEvent]:
+    """The events of the given streams up to ``through`` included, in reading order.
+
+    A projector that has applied the log up to ``through`` gets exactly the
+    events it has seen of those streams, none it has not: what it needs to
+    fold a stream's state as of its checkpoint (by the ``event_stream`` index).
+    """
+    if not stream_ids:
+        return []
+    connection = connections[WRITE_DB]
+    ids = list(stream_ids)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _load_moments_in_c(cursor.cursor)
+            params: list[Any] = [stream_type, ids, str(through.transaction_id), through.position]
+            cursor.execute(_POSTGRES_STREAMS, params)
+        else:
+            marks = ", ".join(["%s"] * len(ids))
+            cursor.execute(
+                f"""SELECT {_COLUMNS.format(txid="transaction_id")}
+                    FROM {Event._meta.db_table}
+                    WHERE stream_type = %s AND stream_id IN ({marks}) AND position <= %s
+                    ORDER BY position""",  # noqa: S608 (the model's own table; values are parameters)
+                [stream_type, *ids, through.position],
+            )
         rows = cursor.fetchall()
     return [_decode(row) for row in rows]
 

@@ -142,17 +142,14 @@ class SellerReadModel(models.Model):
 
 
 class ReviewReadModel(models.Model):
-    """The product projector's own copy of each counted review, to refill the
-    recent list when one of the five is removed."""
+    """The product projector's index of the reviews that count: enough to find
+    a product's newest five when one of them is removed. Their author, title
+    and text are read from the event log then (``eventlog.stream_events``), so
+    this table stays narrow: a rebuild copies one row per review into it."""
 
     review_id = models.BigIntegerField(primary_key=True)
     product_id = models.BigIntegerField()
-    author_name = models.CharField(max_length=150)
-    rating = models.PositiveSmallIntegerField()
-    title = models.CharField(max_length=120, blank=True)
-    body = models.TextField()
     created_at = models.DateTimeField()
-    edited_at = models.DateTimeField(null=True)
 
     class Meta:
         indexes = [

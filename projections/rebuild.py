@@ -350,29 +350,16 @@ def _write_links(products: dict[int, dict[str, Any]]) -> None:
 
 
 def _write_reviews(progress: Progress) -> int:
-    """Copy every counted review into the product projector's review store."""
+    """Index every counted review in the product projector's review store."""
     from reviews.models import Review
 
     total = Review.objects.filter(is_hidden=False).count()
     written = 0
     chunk: list[ReviewReadModel] = []
     visible = Review.objects.filter(is_hidden=False).order_by("pk")
-    rows = visible.values_list(
-        "pk", "product_id", "author__username", "rating", "title", "body", "created_at", "edited_at"
-    )
-    for pk, product_id, author, rating, title, body, created_at, edited_at in rows.iterator(20000):
-        chunk.append(
-            ReviewReadModel(
-                review_id=pk,
-                product_id=product_id,
-                author_name=author,
-                rating=rating,
-                title=title,
-                body=body,
-                created_at=created_at,
-                edited_at=edited_at,
-            )
-        )
+    rows = visible.values_list("pk", "product_id", "created_at")
+    for pk, product_id, created_at in rows.iterator(20000):
+        chunk.append(ReviewReadModel(review_id=pk, product_id=product_id, created_at=created_at))
         if len(chunk) == 20000:
             written += _flush_reviews(chunk)
             progress("reviews", written, total)
@@ -382,7 +369,7 @@ def _write_reviews(progress: Progress) -> int:
 
 
 def _flush_reviews(chunk: list[ReviewReadModel]) -> int:
-    upsert(ReviewReadModel, chunk, conflict=["review_id"], update=["rating", "body", "edited_at"])
+    upsert(ReviewReadModel, chunk, conflict=["review_id"], update=["product_id", "created_at"])
     count = len(chunk)
     chunk.clear()
     return count

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from projections.bulk import new_row, partial_row, update_columns, upsert
 from projections.engine import Projection, handles
-from projections.eventlog import StoredEvent
+from projections.eventlog import START, LogPosition, StoredEvent, stream_events
 from projections.models import (
     ProductFacts,
     ProductReadModel,
@@ -26,6 +26,7 @@ from projections.models import (
     SellerFacts,
 )
 from projections.projectors import shaping
+from projections.upcasting import upcast
 
 PRODUCT_EVENTS = {
     "ProductCreated",
@@ -84,9 +85,9 @@ class ProductProjection(Projection):
         self.shown.clear()
 
     def _start_batch(self) -> None:
-        self.reviews: dict[int, ReviewReadModel] = {}
-        self.dirty_reviews: set[int] = set()
+        self.added_reviews: dict[int, ReviewReadModel] = {}
         self.deleted_reviews: set[int] = set()
+        self.through: LogPosition = START  # the batch's last event
         self.dirty_rows: set[int] = set()
         self.dirty_facts: set[int] = set()
         self.dirty_sellers: set[int] = set()
@@ -113,7 +114,6 @@ class ProductProjection(Projection):
         product_ids: set[int] = set()
         seller_ids: set[int] = set()
         fanned_sellers: set[int] = set()
-        review_ids: set[int] = set()
         for event in events:
             payload = event.payload
             if event.event_type in PRODUCT_EVENTS:
@@ -123,17 +123,11 @@ class ProductProjection(Projection):
                 seller_ids.add(payload["seller_id"])
             if event.event_type == "SellerReputationChanged":
                 fanned_sellers.add(payload["seller_id"])
-            if event.event_type in {"ReviewEdited", "ReviewRemoved"} and self.owns(
-                payload["product_id"]
-            ):
-                review_ids.add(payload["review_id"])
         self._start_batch()
+        if events:
+            self.through = events[-1].log_position
         self._load_facts(product_ids - self.facts.keys(), seller_ids - self.sellers.keys())
         self._load_rows(product_ids, fanned_sellers)
-        self.reviews = {
-            review.review_id: review
-            for review in ReviewReadModel.objects.filter(review_id__any=review_ids)
-        }
 
     def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
         scope = {"projector": self.name, "partition": self.partition}
@@ -292,20 +286,15 @@ class ProductProjection(Projection):
         self._move_rating(product_id, add=payload["rating"])
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is not None:
-            review = new_row(
+            review_id = payload["review_id"]
+            self.added_reviews[review_id] = new_row(
                 ReviewReadModel,
-                review_id=payload["review_id"],
+                review_id=review_id,
                 product_id=product_id,
-                author_name=payload["author_name"],
-                rating=payload["rating"],
-                title=payload["title"],
-                body=payload["body"],
                 created_at=payload["created_at"],
-                edited_at=None,
             )
-            self.reviews[review.review_id] = review
-            self.dirty_reviews.add(review.review_id)
-            row.recent_reviews = shaping.with_review(row.recent_reviews, self._review_entry(review))
+            entry = _review_entry(payload)
+            row.recent_reviews = shaping.with_review(row.recent_reviews, entry)
             self._touch(row, event)
         self._fan_out(product_id, event)
 
@@ -316,13 +305,10 @@ class ProductProjection(Projection):
         self._move_rating(product_id, add=payload["rating"], remove=payload["previous_rating"])
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is not None:
-            review = self.reviews[payload["review_id"]]
-            review.rating = payload["rating"]
-            review.body = payload["body"]
-            review.edited_at = payload["edited_at"]
-            self.dirty_reviews.add(review.review_id)
+            # Only the five shown keep their text here; any other's is read
+            # from the log when it comes to be shown (``_refill_recent``).
             row.recent_reviews = [
-                self._review_entry(review) if entry["id"] == review.review_id else entry
+                _edited_entry(entry, payload) if entry["id"] == payload["review_id"] else entry
                 for entry in row.recent_reviews
             ]
             self._touch(row, event)
@@ -337,9 +323,8 @@ class ProductProjection(Projection):
         self._move_rating(product_id, remove=payload["rating"])
         row = self.rows.get(product_id) if self.owns(product_id) else None
         if row is not None:
-            self.reviews.pop(payload["review_id"], None)
-            self.dirty_reviews.discard(payload["review_id"])
-            self.deleted_reviews.add(payload["review_id"])
+            if self.added_reviews.pop(payload["review_id"], None) is None:
+                self.deleted_reviews.add(payload["review_id"])
             if any(entry["id"] == payload["review_id"] for entry in row.recent_reviews):
                 self.refill_recent.add(product_id)
             self._touch(row, event)
@@ -439,17 +424,6 @@ class ProductProjection(Projection):
             ]
             self._touch(row, max((self.fanned[pk] for pk in shows), key=_position))
 
-    def _review_entry(self, review: ReviewReadModel) -> dict[str, Any]:
-        return shaping.review_entry(
-            review_id=review.review_id,
-            author=review.author_name,
-            rating=review.rating,
-            title=review.title,
-            body=review.body,
-            created_at=review.created_at,
-            edited_at=review.edited_at,
-        )
-
     def _touch(self, row: ProductReadModel, event: StoredEvent) -> None:
         row.last_position = max(row.last_position or 0, event.position)
         self.dirty_rows.add(row.product_id)
@@ -493,17 +467,30 @@ class ProductProjection(Projection):
             ReviewReadModel.objects.filter(review_id__any=self.deleted_reviews).delete()
         upsert(
             ReviewReadModel,
-            [self.reviews[pk] for pk in sorted(self.dirty_reviews)],
+            [self.added_reviews[pk] for pk in sorted(self.added_reviews)],
             conflict=["review_id"],
-            update=["rating", "body", "edited_at"],
+            update=["product_id", "created_at"],
         )
 
     def _refill_recent(self) -> None:
+        """Show the newest five again after one of them was removed: which
+        they are comes from the review store, what they say from their own
+        events up to this batch's last one."""
         for product_id in sorted(self.refill_recent):
-            newest = ReviewReadModel.objects.filter(product_id=product_id).order_by(
-                "-created_at", "-review_id"
-            )[: shaping.RECENT_REVIEWS]
-            self.rows[product_id].recent_reviews = [self._review_entry(review) for review in newest]
+            newest = list(
+                ReviewReadModel.objects.filter(product_id=product_id)
+                .order_by("-created_at", "-review_id")
+                .values_list("review_id", flat=True)[: shaping.RECENT_REVIEWS]
+            )
+            entries: dict[int, dict[str, Any]] = {}
+            for event in stream_events("review", newest, self.through):
+                event = upcast(event)
+                review_id = event.payload["review_id"]
+                if event.event_type == "ReviewAdded":
+                    entries[review_id] = _review_entry(event.payload)
+                elif event.event_type == "ReviewEdited" and review_id in entries:
+                    entries[review_id] = _edited_entry(entries[review_id], event.payload)
+            self.rows[product_id].recent_reviews = [entries[pk] for pk in newest]
 
     def _flush_links(self) -> None:
         if not self.relinked:
@@ -539,3 +526,29 @@ class WholeProductProjection(ProductProjection):
 
     def _owned_rows(self) -> Q:
         return Q()
+
+
+def _review_entry(added: dict[str, Any]) -> dict[str, Any]:
+    """A recent-list entry from a ``ReviewAdded`` payload."""
+    return shaping.review_entry(
+        review_id=added["review_id"],
+        author=added["author_name"],
+        rating=added["rating"],
+        title=added["title"],
+        body=added["body"],
+        created_at=added["created_at"],
+        edited_at=None,
+    )
+
+
+def _edited_entry(entry: dict[str, Any], edited: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` as a ``ReviewEdited`` payload leaves it."""
+    return shaping.review_entry(
+        review_id=entry["id"],
+        author=entry["author"],
+        rating=edited["rating"],
+        title=entry["title"],
+        body=edited["body"],
+        created_at=entry["created_at"],
+        edited_at=edited["edited_at"],
+    )

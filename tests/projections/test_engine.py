@@ -304,3 +304,70 @@ def test_a_kept_projection_forgets_its_rows_after_verify_fix():
     assert row.stock_quantity == 41
     assert row.name != "Stale"
     assert_exact()
+
+
+@both_databases
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_removed_recent_review_is_replaced_as_the_log_says_it_reads_now(batch_size):
+    """The review store keeps no text: a review that comes back into the five
+    shown is read from its own events, its edits and old versions included."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.utils import timezone
+
+    from reviews import services as reviews
+    from reviews.models import Review
+
+    seed_catalog(random.Random(66), products=2)
+    product_id = (
+        Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
+    )
+    users = [get_user_model().objects.create_user(username=f"reader{n}") for n in range(7)]
+    # The oldest review, written before ReviewAdded had a title (version 1).
+    with transaction.atomic():
+        oldest = Review.objects.create(
+            product_id=product_id,
+            author=users[0],
+            rating=2,
+            body="Written in version one.",
+            created_at=timezone.now() - timedelta(days=1),
+        )
+        Event.objects.create(
+            stream_type="review",
+            stream_id=oldest.pk,
+            event_type="ReviewAdded",
+            version=1,
+            payload={
+                "review_id": oldest.pk,
+                "product_id": product_id,
+                "author_id": users[0].pk,
+                "author_name": users[0].username,
+                "rating": 2,
+                "body": "Written in version one.",
+                "created_at": oldest.created_at.isoformat(),
+            },
+        )
+    added = [
+        reviews.review_add(product_id=product_id, author=user, rating=3, body=f"First words {n}.")
+        for n, user in enumerate(users[1:])
+    ]
+    project_all(batch_size=batch_size)
+    # Out of the five shown, edited twice: only the last edit may show.
+    reviews.review_edit(review_id=added[0].pk, author=users[1], rating=5, body="Second thoughts.")
+    reviews.review_edit(review_id=added[0].pk, author=users[1], rating=4, body="Third thoughts.")
+    project_all(batch_size=batch_size)
+    for review, user in zip(added[-2:], users[-2:], strict=True):
+        reviews.review_remove(review_id=review.pk, author=user)
+    project_all(batch_size=batch_size)
+
+    recent = ProductReadModel.objects.get(pk=product_id).recent_reviews
+    assert [entry["id"] for entry in recent] == [
+        *(review.pk for review in added[-3::-1]),
+        oldest.pk,
+    ]
+    assert (recent[3]["rating"], recent[3]["body"]) == (4, "Third thoughts.")
+    assert recent[3]["edited_at"] is not None
+    assert (recent[4]["title"], recent[4]["body"]) == ("", "Written in version one.")
+    assert_exact()

@@ -46,16 +46,7 @@ from tests.projections.processes import ROOT, database_url
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 FACT_FIELDS = ["seller_id", "name", "price", "is_active", "rating_sum", "review_count"]
-REVIEW_FIELDS = [
-    "review_id",
-    "product_id",
-    "author_name",
-    "rating",
-    "title",
-    "body",
-    "created_at",
-    "edited_at",
-]
+REVIEW_FIELDS = ["review_id", "product_id", "created_at"]
 
 
 def quiet(*args: object) -> None:
@@ -152,18 +143,7 @@ def test_the_snapshot_backfill_equals_the_truth_field_by_field():
         for entry in row["related_products"]
     }
     visible = Review.objects.filter(is_hidden=False)
-    assert stored_reviews == set(
-        visible.values_list(
-            "pk",
-            "product_id",
-            "author__username",
-            "rating",
-            "title",
-            "body",
-            "created_at",
-            "edited_at",
-        )
-    )
+    assert stored_reviews == set(visible.values_list("pk", "product_id", "created_at"))
     assert checkpoints == sum(p.partition_count() for p in PROJECTIONS.values())
 
 
