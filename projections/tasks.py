@@ -5,13 +5,15 @@ checkpoint in the read database. Losing a message delays projection until
 the next nudge or sweep; it never loses an event. A pending flag per
 partition in Redis keeps at most one wake-up queued for it.
 
-A commit sends one message (``wake``), itself deduplicated by a flag; the
-worker that runs it queues the partitions' tasks. The command side so pays
-one Redis round trip and at most one message, whatever the partition count.
-Each flag is cleared when its task starts, before it reads: a commit after
-that queues another run, so no commit goes unseen.
+A commit sets every partition's flag in one round trip to Redis and sends a
+task to each partition whose flag was not set yet. The flag stays set while
+the task projects, so a busy partition costs its commits that one round trip
+and no message; when a read finds nothing, the task clears the flag and reads
+once more before it stops. A commit before the clearing is seen by that last
+read, one after it sets the flag and sends a task: no commit goes unseen.
 """
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -23,12 +25,12 @@ from celery import shared_task
 from django.conf import settings
 
 from projections.engine import Outcome, Projection, ensure_checkpoints, run_batch
+from projections.models import Checkpoint
 from projections.projectors import PROJECTIONS
 
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
-WAKE_KEY = "storefront:projection-wake-pending"
 PENDING_SECONDS = 5
 TASK_BUDGET_SECONDS = 5.0
 
@@ -68,17 +70,9 @@ def wake_partitions() -> int:
 def nudge_after_commit() -> None:
     """Run by the command side after its transaction commits; never raises."""
     try:
-        if _redis().set(WAKE_KEY, 1, nx=True, ex=PENDING_SECONDS):
-            wake.apply_async(retry=False)
+        wake_partitions()
     except Exception:  # the broker may be down: the sweep will catch up
         logger.warning("Could not nudge the projectors; the sweep will catch up.", exc_info=True)
-
-
-@shared_task(name="projections.tasks.wake", ignore_result=True)
-def wake() -> int:
-    """Queue the partitions' tasks for the commits that asked since the last wake."""
-    _redis().delete(WAKE_KEY)
-    return wake_partitions()
 
 
 @shared_task(name="projections.tasks.sweep", ignore_result=True)
@@ -92,10 +86,12 @@ def sweep() -> int:
 @dataclasses.dataclass
 class _Claim:
     """This worker process's hold on one partition: the projection instance
-    it keeps from task to task (see ``Projection.forget``), whether a thread
-    is projecting with it, and whether a task came for it meanwhile."""
+    it keeps from task to task (see ``Projection.forget``) with the checkpoint
+    its last batch left (``run_batch``'s ``known``), whether a thread is
+    projecting with it, and whether a task came for it meanwhile."""
 
     instance: Projection
+    known: Checkpoint | None = None
     busy: bool = False
     again: bool = False
 
@@ -104,8 +100,8 @@ _claims: dict[tuple[str, int], _Claim] = {}
 _claims_guard = threading.Lock()
 
 
-def _claim(projection: type[Projection], partition: int) -> Projection | None:
-    """The partition's kept instance, for this thread alone; None when another
+def _claim(projection: type[Projection], partition: int) -> _Claim | None:
+    """The partition's hold, for this thread alone; None when another
     thread of the process is projecting the partition: that thread is told
     to look at the log once more before it lets go (see ``_release``)."""
     count = projection.partition_count()
@@ -117,7 +113,7 @@ def _claim(projection: type[Projection], partition: int) -> Projection | None:
             claim.again = True
             return None
         claim.busy = True
-        return claim.instance
+        return claim
 
 
 def _release(projection: type[Projection], partition: int) -> bool:
@@ -137,6 +133,10 @@ def project_partition(name: str, partition: int) -> int:
     """Apply batches on one partition until the log has nothing more for it,
     or the budget is spent (then queue a task to go on).
 
+    The partition's pending flag stays set while the task projects; when a
+    read finds nothing, the task clears it and reads once more (see the
+    module docstring).
+
     A task that finds the partition busy hands over to whoever holds it: a
     thread of this process is told to read once more (``_claim``); a batch of
     another process holds the partition's lock, and that process reads the
@@ -144,31 +144,39 @@ def project_partition(name: str, partition: int) -> int:
     That is why a task stops only when a read finds nothing, never merely
     after a batch smaller than the batch size.
     """
-    _redis().delete(PENDING_KEY.format(name=name, partition=partition))
     projection = PROJECTIONS[name]
-    instance = _claim(projection, partition)
-    if instance is None:
+    pending = PENDING_KEY.format(name=name, partition=partition)
+    claim = _claim(projection, partition)
+    if claim is None:
         return 0
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
-    known = None
+    flagged = True  # the flag this task came under, or one set since
     try:
         while time.monotonic() < deadline:
             result = run_batch(
-                projection, partition, batch_size=size, known=known, projection=instance
+                projection, partition, batch_size=size, known=claim.known, projection=claim.instance
             )
-            known = result.checkpoint or known
+            claim.known = result.checkpoint or claim.known
             applied += result.applied
-            if result.outcome is not Outcome.APPLIED and _release(projection, partition):
+            if result.outcome is Outcome.APPLIED:
+                continue
+            if flagged:  # commits from now on send a task: one more look
+                _redis().delete(pending)
+                flagged = False
+            elif _release(projection, partition):
                 return applied
+            else:  # a task came meanwhile, under a flag of its own
+                flagged = True
     except BaseException:
         _release_for_good(projection, partition)
+        with contextlib.suppress(Exception):
+            _redis().delete(pending)  # let the next commit or sweep send a task
         raise
     _release_for_good(projection, partition)
-    pending = PENDING_KEY.format(name=name, partition=partition)
-    if _redis().set(pending, 1, nx=True, ex=PENDING_SECONDS):
-        project_partition.apply_async((name, partition), retry=False)
+    _redis().set(pending, 1, ex=PENDING_SECONDS)
+    project_partition.apply_async((name, partition), retry=False)
     return applied
 
 

@@ -90,21 +90,20 @@ def test_a_task_that_finds_the_partition_claimed_in_this_process_makes_the_holde
 ):
     product = a_product()
     product_change_price(product_id=product.pk, price=Decimal("12.34"))
-    found_nothing, go_on = threading.Event(), threading.Event()
+    letting_go, go_on = threading.Event(), threading.Event()
     results: dict = {}
-    real_run_batch = tasks.run_batch
+    real_release = tasks._release
 
     def slow_to_let_go(*args, **kwargs):
-        result = real_run_batch(*args, **kwargs)
         holding = threading.current_thread() is results.get("thread")
-        if holding and result.outcome is Outcome.IDLE and not found_nothing.is_set():
-            found_nothing.set()  # read the log, found nothing: about to let go
+        if holding and not letting_go.is_set():
+            letting_go.set()  # its last look found nothing, flag cleared: about to let go
             go_on.wait(10)
-        return result
+        return real_release(*args, **kwargs)
 
-    monkeypatch.setattr(tasks, "run_batch", slow_to_let_go)
+    monkeypatch.setattr(tasks, "_release", slow_to_let_go)
     holder = start_holder(results)
-    assert found_nothing.wait(10)
+    assert letting_go.wait(10)
     product_change_price(product_id=product.pk, price=Decimal("23.45"))
     assert tasks.project_partition("products", 0) == 0  # handed over
     go_on.set()
@@ -112,3 +111,36 @@ def test_a_task_that_finds_the_partition_claimed_in_this_process_makes_the_holde
     close_old_connections()
     assert results["applied"] == 2
     assert behind("products", 0) == 0
+
+
+def test_commits_while_a_task_projects_send_no_message_and_are_applied(broker, monkeypatch):
+    product = a_product()
+    queued = tasks._redis()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))  # flags set, tasks sent
+    messages = queued.llen("celery")
+    assert messages > 0
+    inside, go_on = threading.Event(), threading.Event()
+    results: dict = {}
+    real_flush = ProductProjection.flush
+
+    def held_flush(self: ProductProjection) -> None:
+        if threading.current_thread() is results.get("thread") and not inside.is_set():
+            inside.set()
+            go_on.wait(10)
+        real_flush(self)
+
+    monkeypatch.setattr(ProductProjection, "flush", held_flush)
+    holder = start_holder(results)
+    assert inside.wait(10)
+    for price in ("23.45", "34.56", "45.67"):
+        product_change_price(product_id=product.pk, price=Decimal(price))
+    assert queued.llen("celery") == messages  # every partition's flag still set
+    go_on.set()
+    holder.join(10)
+    close_old_connections()
+    assert results["applied"] == 4
+    assert behind("products", 0) == 0
+    pending = tasks.PENDING_KEY.format(name="products", partition=0)
+    assert not queued.exists(pending)  # the next commit sends a task again
+    product_change_price(product_id=product.pk, price=Decimal("56.78"))
+    assert queued.llen("celery") == messages + 1
