@@ -73,8 +73,10 @@ SWAPPED_MODELS = (
 Progress = Callable[[str, int, int], None]
 # Events per batch (and transaction). A replaying batch writes every row its
 # events touched, once: with the whole log ahead, larger batches write each
-# product's row fewer times (a batch of 200,000 holds about 300 MB).
-REPLAY_BATCH_SIZE = 200_000
+# product's row fewer times. On the large bench data (2.6M events), back to
+# back: 200,000 replayed in 94-107 s, 300,000 in 95 s, 400,000 in 83-86 s
+# with the process at 1.7 GB at most, 800,000 in 105 s at 3.2 GB.
+REPLAY_BATCH_SIZE = 400_000
 CATCH_UP_BATCH_SIZE = 20_000
 
 

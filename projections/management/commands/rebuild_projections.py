@@ -32,7 +32,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Events a batch applies, each batch one transaction (default 200,000 while "
+            help="Events a batch applies, each batch one transaction (default 400,000 while "
             "replaying, 20,000 while catching up).",
         )
 
