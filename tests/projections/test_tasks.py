@@ -12,8 +12,8 @@ from django.db import close_old_connections, connections
 from catalog.models import Product
 from catalog.services import product_change_price
 from projections import eventlog, tasks
-from projections.engine import Outcome, project_all, run_batch
-from projections.models import Checkpoint
+from projections.engine import Outcome, project_all, retry_parked, run_batch
+from projections.models import Checkpoint, ParkedEvent, ProductReadModel
 from projections.projectors.products import ProductProjection
 from tests.projections.history import seed_catalog
 
@@ -144,3 +144,31 @@ def test_commits_while_a_task_projects_send_no_message_and_are_applied(broker, m
     assert not queued.exists(pending)  # the next commit sends a task again
     product_change_price(product_id=product.pk, price=Decimal("56.78"))
     assert queued.llen("celery") == messages + 1
+
+
+def test_a_partition_halted_then_retried_is_projected_by_the_next_task(
+    broker, monkeypatch, settings
+):
+    """The worker's claim keeps an instance and a checkpoint from task to task;
+    a poison event halts the partition under a task, and once retried the
+    next task projects it again."""
+    settings.PROJECTION_MAX_ATTEMPTS = 1
+    product = a_product()
+    partition = product.pk % settings.PROJECTION_PARTITIONS
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    assert tasks.project_partition("products", partition) == 1  # the claim knows its checkpoint
+    real_handler = ProductProjection.price_changed
+
+    def poison(self, event):
+        raise ValueError("poison")
+
+    monkeypatch.setattr(ProductProjection, "price_changed", poison)
+    product_change_price(product_id=product.pk, price=Decimal("23.45"))
+    assert tasks.project_partition("products", partition) == 0
+    parked = ParkedEvent.objects.get()
+    assert Checkpoint.objects.get(projector="products", partition=partition).halted_at_position
+    monkeypatch.setattr(ProductProjection, "price_changed", real_handler)
+    retry_parked(parked.pk)
+    assert tasks.project_partition("products", partition) == 1
+    assert behind("products", partition) == 0
+    assert ProductReadModel.objects.get(pk=product.pk).price == Decimal("23.45")
