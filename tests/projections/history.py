@@ -6,11 +6,12 @@ import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import connections
+from django.db import connections, transaction
 
 from catalog import services as catalog
 from catalog.errors import DomainError
 from catalog.models import Product, Seller
+from projections.models import Event
 from projections.rebuild import SWAPPED_MODELS
 from projections.truth import (
     PRODUCT_FIELDS,
@@ -107,6 +108,31 @@ def random_command(rng: random.Random, users: list) -> None:
             )
     except DomainError:
         pass  # a refused command (a duplicate review, a hidden review) is part of life
+
+
+def add_version_one_review(product_id: int, author, rating: int, body: str, **fields) -> Review:
+    """A review as it was written before ReviewAdded had a title: its event
+    stored as version 1, as it was then (``fields``: more of the review's)."""
+    with transaction.atomic():
+        review = Review.objects.create(
+            product_id=product_id, author=author, rating=rating, body=body, **fields
+        )
+        Event.objects.create(
+            stream_type="review",
+            stream_id=review.pk,
+            event_type="ReviewAdded",
+            version=1,
+            payload={
+                "review_id": review.pk,
+                "product_id": product_id,
+                "author_id": author.pk,
+                "author_name": author.username,
+                "rating": rating,
+                "body": body,
+                "created_at": review.created_at.isoformat(),
+            },
+        )
+    return review
 
 
 def make_users(count: int = 8) -> list:

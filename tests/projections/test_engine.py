@@ -11,6 +11,7 @@ from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
 from projections.projectors import PROJECTIONS
 from projections.projectors.products import ProductProjection
 from tests.projections.history import (
+    add_version_one_review,
     assert_exact,
     make_users,
     random_command,
@@ -314,41 +315,23 @@ def test_a_removed_recent_review_is_replaced_as_the_log_says_it_reads_now(batch_
     from datetime import timedelta
 
     from django.contrib.auth import get_user_model
-    from django.db import transaction
     from django.utils import timezone
 
     from reviews import services as reviews
-    from reviews.models import Review
 
     seed_catalog(random.Random(66), products=2)
     product_id = (
         Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
     )
     users = [get_user_model().objects.create_user(username=f"reader{n}") for n in range(7)]
-    # The oldest review, written before ReviewAdded had a title (version 1).
-    with transaction.atomic():
-        oldest = Review.objects.create(
-            product_id=product_id,
-            author=users[0],
-            rating=2,
-            body="Written in version one.",
-            created_at=timezone.now() - timedelta(days=1),
-        )
-        Event.objects.create(
-            stream_type="review",
-            stream_id=oldest.pk,
-            event_type="ReviewAdded",
-            version=1,
-            payload={
-                "review_id": oldest.pk,
-                "product_id": product_id,
-                "author_id": users[0].pk,
-                "author_name": users[0].username,
-                "rating": 2,
-                "body": "Written in version one.",
-                "created_at": oldest.created_at.isoformat(),
-            },
-        )
+    # The oldest review, written before ReviewAdded had a title.
+    oldest = add_version_one_review(
+        product_id,
+        users[0],
+        2,
+        "Written in version one.",
+        created_at=timezone.now() - timedelta(days=1),
+    )
     added = [
         reviews.review_add(product_id=product_id, author=user, rating=3, body=f"First words {n}.")
         for n, user in enumerate(users[1:])

@@ -36,6 +36,7 @@ from projections.rebuild import (
     shadow_exists,
 )
 from tests.projections.history import (
+    add_version_one_review,
     assert_exact,
     make_users,
     random_command,
@@ -285,35 +286,13 @@ def test_verify_finds_a_corrupted_row_names_the_field_and_fix_repairs_it():
 @both_databases
 def test_an_old_version_event_is_projected_as_the_current_version():
     from django.contrib.auth import get_user_model
-    from django.db import transaction
-
-    from reviews.models import Review
 
     seed_catalog(random.Random(65), products=2)
     product_id = (
         Event.objects.filter(event_type="ProductCreated").earliest("position").payload["product_id"]
     )
     author = get_user_model().objects.create_user(username="old-timer")
-    # A review written before ReviewAdded had a title: version 1, stored as it was then.
-    with transaction.atomic():
-        review = Review.objects.create(
-            product_id=product_id, author=author, rating=4, body="Written in version one."
-        )
-        Event.objects.create(
-            stream_type="review",
-            stream_id=review.pk,
-            event_type="ReviewAdded",
-            version=1,
-            payload={
-                "review_id": review.pk,
-                "product_id": product_id,
-                "author_id": author.pk,
-                "author_name": author.username,
-                "rating": 4,
-                "body": "Written in version one.",
-                "created_at": review.created_at.isoformat(),
-            },
-        )
+    add_version_one_review(product_id, author, 4, "Written in version one.")
     project_all()
     row = ProductReadModel.objects.get(pk=product_id)
     assert row.recent_reviews[0]["title"] == ""
