@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from catalog import services
 from catalog.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
+from projections.consistency import issue_token
 from projections.eventlog import START, LogPosition
 from projections.models import Event
 from projections.receivers import capture_positions
@@ -76,14 +77,15 @@ def _log_tail() -> LogPosition:
 def run_command[T](command: Callable[[], T]) -> tuple[T, str]:
     """Run ``command`` and return its result with a consistency token.
 
-    The token is the position of the last event the command recorded; a
-    command that changed nothing gets the log's current tail, so reading with
-    it still shows the state the command found.
+    The token is the position of the last event the command recorded, signed
+    (``projections.consistency.issue_token``); a command that changed nothing
+    gets the log's current tail, so reading with it still shows the state the
+    command found.
     """
     with capture_positions() as positions, domain_errors():
         result = command()
     token = positions[-1] if positions else _log_tail()
-    return result, token.token()
+    return result, issue_token(token)
 
 
 class BoundedJSONParser(JSONParser):

@@ -1,6 +1,8 @@
 """Catalog commands.
 
-Every command validates, then runs in one transaction on ``default`` whose
+Every command validates, then runs in one ``command_transaction`` on
+``default``: its first statement announces it as an event writer (the log's
+readers wait for such transactions only; see ``catalog.signals``), and its
 first write locks the aggregate it changes (``select_for_update``). That lock
 comes first on purpose: it is what gives the transaction its id, so two
 commands on the same aggregate get ids in the order they hold the lock, and
@@ -33,6 +35,7 @@ from catalog.signals import (
     SellerRegistered,
     SellerReputationChanged,
     StockChanged,
+    command_transaction,
     send_event,
 )
 from catalog.validation import (
@@ -66,7 +69,7 @@ def _locked_product(product_id: Any) -> Product:
 def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -> Seller:
     name = clean_name(name)
     reputation = clean_reputation(reputation)
-    with transaction.atomic():
+    with command_transaction():
         seller = Seller.objects.create(name=name, reputation=reputation)
         send_event(SellerRegistered(seller_id=seller.pk, name=name, reputation=reputation))
     return seller
@@ -74,7 +77,7 @@ def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -
 
 def seller_change_reputation(*, seller_id: int, reputation: Decimal | str) -> Seller:
     reputation = clean_reputation(reputation)
-    with transaction.atomic():
+    with command_transaction():
         seller = _locked_seller(seller_id)
         previous = seller.reputation
         if previous == reputation:
@@ -104,7 +107,7 @@ def product_create(
     description = clean_description(description)
     stock_quantity = clean_quantity(stock_quantity)
     slug = clean_slug(slug if slug is not None else (slugify(name)[:200] or "product"))
-    with transaction.atomic():
+    with command_transaction():
         seller = _locked_seller(seller_id)
         if Product.objects.filter(slug=slug).exists():
             raise Conflict(errors.SLUG_TAKEN, field="slug")
@@ -153,7 +156,7 @@ def product_change_details(
     new_name = clean_name(name) if name is not None else None
     new_slug = clean_slug(slug) if slug is not None else None
     new_description = clean_description(description) if description is not None else None
-    with transaction.atomic():
+    with command_transaction():
         product = _locked_product(product_id)
         before = (product.name, product.slug, product.description, product.is_active)
         product.name = new_name if new_name is not None else product.name
@@ -182,7 +185,7 @@ def product_change_details(
 
 def product_change_price(*, product_id: int, price: Decimal | str) -> Product:
     price = clean_price(price)
-    with transaction.atomic():
+    with command_transaction():
         product = _locked_product(product_id)
         previous = product.price
         if previous == price:
@@ -206,7 +209,7 @@ def product_change_price(*, product_id: int, price: Decimal | str) -> Product:
 
 def product_change_stock(*, product_id: int, quantity: int) -> Product:
     quantity = clean_quantity(quantity)
-    with transaction.atomic():
+    with command_transaction():
         product = _locked_product(product_id)
         previous = product.stock_quantity
         if previous == quantity:
@@ -222,7 +225,7 @@ def product_change_stock(*, product_id: int, quantity: int) -> Product:
 
 def product_set_recommendations(*, product_id: int, related_ids: Sequence[int]) -> Product:
     """Replace the product's "also bought" list with ``related_ids``, in that order."""
-    with transaction.atomic():
+    with command_transaction():
         product = _locked_product(product_id)
         wanted = clean_related_ids(product.pk, related_ids)
         current = tuple(

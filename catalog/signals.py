@@ -1,19 +1,83 @@
-"""Domain events and the one signal that carries them.
+"""Domain events, the one signal that carries them, and the transaction they
+are recorded in.
 
-Every command sends exactly one ``domain_event`` per change, inside its
-transaction; the projections app records it in the event table. Events are
-past-tense facts with a schema version: a change to a payload's shape bumps
-the version and adds an upcaster on the projections side.
+Every command runs in ``command_transaction()`` and sends exactly one
+``domain_event`` per change inside it; the projections app records it in the
+event table. Events are past-tense facts with a schema version: a change to a
+payload's shape bumps the version and adds an upcaster on the projections side.
 """
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from django.db import connections, transaction
 from django.dispatch import Signal
 
 domain_event = Signal()
+
+WRITE_DB = "default"
+# The shared advisory lock (two int4 keys) that every transaction recording
+# events holds from its first statement to its end, and the setting that says
+# so to the event table's guard (see ``announce_event_writer``).
+EVENT_WRITER_LOCK = (1398036052, 1)
+EVENT_WRITER_SETTING = "storefront.event_writer"
+
+
+class EventWriterTooLate(RuntimeError):
+    """A transaction wrote before it announced itself as an event writer."""
+
+
+# The check is read before the lock and the setting are taken.
+_ANNOUNCE_SQL = """
+    WITH before AS MATERIALIZED (
+        SELECT pg_current_xact_id_if_assigned() IS NOT NULL
+               AND current_setting(%s, true) IS DISTINCT FROM 'on' AS too_late
+    )
+    SELECT too_late, pg_advisory_xact_lock_shared(%s, %s), set_config(%s, 'on', true)
+    FROM before
+"""
+
+
+def announce_event_writer() -> None:
+    """Say, before the transaction's first write, that it may record events.
+
+    The event log's readers (``projections.eventlog``) wait only for the
+    transactions that hold this shared lock, so an unrelated long transaction
+    never holds projection back. A transaction gets its id at its first write
+    (a row lock counts), so the announcement must come first: one made after
+    the id could come too late for a reader that already passed that id. It is
+    then refused, and the event table's trigger refuses an event from a
+    transaction that never announced. Idempotent within a transaction; a
+    no-op on SQLite, whose writers are serialized.
+    """
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise EventWriterTooLate("An event writer is announced inside its transaction.")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ANNOUNCE_SQL, [EVENT_WRITER_SETTING, *EVENT_WRITER_LOCK, EVENT_WRITER_SETTING]
+        )
+        too_late = cursor.fetchone()[0]
+    if too_late:
+        raise EventWriterTooLate(
+            "This transaction wrote before it was announced as an event writer: "
+            "start it with command_transaction() (or announce_event_writer() first)."
+        )
+
+
+@contextlib.contextmanager
+def command_transaction() -> Iterator[None]:
+    """The transaction of a command on the write database: atomic, and
+    announced as an event writer before anything else runs in it."""
+    with transaction.atomic(using=WRITE_DB):
+        announce_event_writer()
+        yield
 
 
 def _jsonable(value: Any) -> Any:

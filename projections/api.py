@@ -46,6 +46,7 @@ from projections.serializers import (
     SellerSerializer,
     query_data,
 )
+from projections.throttling import QueryRateThrottle
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_PARAM = "consistency_token"
@@ -53,12 +54,16 @@ CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
 STALE_HEADER = "X-Read-Model-Stale"
 CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 MALFORMED_CONSISTENCY = (
-    "Malformed consistency token: expected '<transaction id>-<position>' as a command answered it."
+    "Malformed consistency token: send it back exactly as a command answered it."
 )
+FOREIGN_CONSISTENCY = "Not a consistency token this server issued."
 PRODUCT_NOT_FOUND = "No such product."
 SELLER_NOT_FOUND = "No such seller."
 ETAG_VERSION = "v1"
-TOKEN_SHAPE = re.compile(r"[0-9]+-[0-9]+")
+# ``<transaction id>-<position>.<moment>.<signature>`` (``consistency.issue_token``).
+TOKEN_PATTERN = r"[0-9]+-[0-9]+\.[0-9A-Za-z]+\.[0-9A-Za-z_-]+"  # noqa: S105 (a shape)
+TOKEN_SHAPE = re.compile(TOKEN_PATTERN)
+TOKEN_MAX_LENGTH = 120
 READ_MODEL_UNAVAILABLE = "The read model is unavailable for a moment; try again shortly."
 RETRY_AFTER_SECONDS = 5
 # The read database is down or a connection broke: a 503, not a 500.
@@ -67,8 +72,10 @@ READ_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 logger = logging.getLogger(__name__)
 
 
-def requested_token(request: Request) -> LogPosition | None:
-    """The consistency token the query carries, or None; a malformed one is a 400."""
+def requested_token(request: Request) -> tuple[LogPosition, bool] | None:
+    """The consistency token the query carries, with whether it is fresh
+    enough to wait for (``consistency.read_token``), or None. A malformed
+    token, or one this server did not issue, is a 400 and never waits."""
     given = [
         raw
         for raw in (request.META.get(CONSISTENCY_META), request.query_params.get(CONSISTENCY_PARAM))
@@ -78,16 +85,16 @@ def requested_token(request: Request) -> LogPosition | None:
         return None
     # Both forms are checked when both are sent (the header wins); an empty
     # token is not one either.
-    if not all(TOKEN_SHAPE.fullmatch(raw) for raw in given):
+    if not all(len(raw) <= TOKEN_MAX_LENGTH and TOKEN_SHAPE.fullmatch(raw) for raw in given):
         raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
-    raw = given[0]
     try:
-        token = LogPosition.from_token(raw)
-    except ValueError:
-        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]}) from None
-    if max(token.transaction_id, token.position) > selectors.MAX_ID:
+        tokens = [consistency.read_token(raw) for raw in given]
+    except consistency.InvalidToken:
+        raise ValidationError({CONSISTENCY_PARAM: [FOREIGN_CONSISTENCY]}) from None
+    position, fresh = tokens[0]
+    if max(position.transaction_id, position.position) > selectors.MAX_ID:
         raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
-    return token
+    return position, fresh
 
 
 @csrf_exempt  # it changes nothing; a POST gets the same JSON 404
@@ -117,11 +124,12 @@ class JSONOnly(BaseContentNegotiation):
 
 
 class QueryView(APIView):
-    """A public, read-only JSON endpoint on the read database."""
+    """A public, read-only JSON endpoint on the read database, rate-limited
+    per client address (``projections.throttling``)."""
 
     authentication_classes = ()
     permission_classes = (AllowAny,)
-    throttle_classes = ()
+    throttle_classes = (QueryRateThrottle,)
     parser_classes = ()
     renderer_classes = (JSONRenderer,)
     content_negotiation_class = JSONOnly
@@ -130,9 +138,10 @@ class QueryView(APIView):
     read_model_stale = False
 
     def wait_for_requested_token(self, request: Request) -> None:
-        token = requested_token(request)
-        if token is not None:
-            self.read_model_stale = not consistency.wait_for(token, self.projector)
+        requested = requested_token(request)
+        if requested is not None:
+            token, fresh = requested
+            self.read_model_stale = not consistency.wait_for(token, self.projector, fresh=fresh)
 
     def conditional(
         self, request: Request, etag: str, answer: Callable[[], HttpResponseBase]
@@ -218,24 +227,27 @@ class ProductCursorPagination(BasePagination):
         ]
 
 
+TOKEN_SCHEMA = {"type": "string", "pattern": f"^{TOKEN_PATTERN}$", "maxLength": TOKEN_MAX_LENGTH}
+
+
 def consistency_parameters(*answers: int) -> list[OpenApiParameter]:
     """The consistency token (header or query) and the stale header on ``answers``."""
     return [
         OpenApiParameter(
             CONSISTENCY_HEADER,
-            str,
+            TOKEN_SCHEMA,
             OpenApiParameter.HEADER,
-            description="A `consistency_token` from a command. The query waits (up to 2 s by "
-            "default) until the read model has applied that write, so you read your own "
-            "writes. Format `<transaction id>-<position>`.",
-            pattern=r"^\d+-\d+$",
+            description="A `consistency_token` from a command, sent back exactly as it came. The "
+            "query waits (up to 2 s by default) until the read model has applied that write, so "
+            "you read your own writes. Only tokens this server issued are accepted (else 400), "
+            "and only recent ones are waited for. When too many queries of a server process "
+            "wait already, the query answers at once and says it may be stale.",
         ),
         OpenApiParameter(
             CONSISTENCY_PARAM,
-            str,
+            TOKEN_SCHEMA,
             OpenApiParameter.QUERY,
             description=f"Same as the `{CONSISTENCY_HEADER}` header, for clients without headers.",
-            pattern=r"^\d+-\d+$",
         ),
         OpenApiParameter(
             STALE_HEADER,
@@ -275,7 +287,12 @@ RETRY_AFTER = OpenApiParameter(
     int,
     OpenApiParameter.HEADER,
     description="Seconds to wait before asking again.",
-    response=[503],
+    response=[429, 503],
+)
+TOO_MANY = OpenApiResponse(
+    ErrorSerializer,
+    description="Too many queries from this client address: try again after `Retry-After` "
+    "seconds (`QUERY_THROTTLE_RATE` per address).",
 )
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the `If-None-Match` tag still matches.")
 
@@ -315,6 +332,7 @@ class ProductListView(QueryView):
                 ProductListItemSerializer(many=True), description="A page of products."
             ),
             400: BAD_QUERY,
+            429: TOO_MANY,
             503: UNAVAILABLE,
         },
         tags=["products"],
@@ -358,6 +376,7 @@ class ProductDetailView(QueryView):
             304: NOT_MODIFIED,
             400: BAD_QUERY,
             404: OpenApiResponse(ErrorSerializer, description=PRODUCT_NOT_FOUND),
+            429: TOO_MANY,
             503: UNAVAILABLE,
         },
         tags=["products"],
@@ -394,6 +413,7 @@ class SellerDetailView(QueryView):
             304: NOT_MODIFIED,
             400: BAD_QUERY,
             404: OpenApiResponse(ErrorSerializer, description=SELLER_NOT_FOUND),
+            429: TOO_MANY,
             503: UNAVAILABLE,
         },
         tags=["sellers"],

@@ -183,7 +183,20 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(f"storefront-projector:{name}".encode()) - 2**31
 
 
-def _notify_checkpoint() -> None:
+def checkpoint_payload(checkpoint: Checkpoint) -> str:
+    """What a checkpoint's commit sends with ``NOTIFY``: readers waiting for
+    a position keep every partition's in memory from these
+    (``consistency.CheckpointWatch``)."""
+    return (
+        f"{checkpoint.projector}:{checkpoint.partition}:"
+        f"{checkpoint.transaction_id}:{checkpoint.position}"
+    )
+
+
+def notify_checkpoints_changed() -> None:
+    """Tell waiting readers to read every checkpoint again (an empty payload),
+    when they moved other than by a batch: a skip, a swap, a repair. Sent when
+    the caller's transaction on ``read`` commits."""
     connection = connections[READ_DB]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -223,6 +236,7 @@ def _advance(checkpoint: Checkpoint, events: Sequence[StoredEvent], owner: str) 
                 now,
                 checkpoint.pk,
                 CHECKPOINTS_CHANNEL,
+                checkpoint_payload(checkpoint),
             ],
         )
 
@@ -233,7 +247,7 @@ _ADVANCE_SQL = f"""
         heartbeat_at = %s, updated_at = %s, failures = 0,
         next_attempt_at = NULL, last_error = ''
     WHERE id = %s
-    RETURNING pg_notify(%s, '')
+    RETURNING pg_notify(%s, %s)
 """  # noqa: S608  (the model's own table name)
 
 
@@ -572,7 +586,7 @@ def skip_parked(parked_id: int) -> ParkedEvent:
             checkpoint.next_attempt_at = None
             checkpoint.last_error = ""
             checkpoint.save()
-            _notify_checkpoint()
+            notify_checkpoints_changed()
         parked.status = ParkedEvent.Status.SKIPPED
         parked.resolved_at = timezone.now()
         parked.save(update_fields=["status", "resolved_at"])

@@ -4,18 +4,32 @@ Positions come from a sequence, so on PostgreSQL a transaction can take a
 lower position and commit after one with a higher position. A reader that
 went by position alone would pass the late one and never see it. So readers
 go in ``(transaction_id, position)`` order and only read events whose
-transaction is below the horizon: the oldest transaction still running in the
-reader's snapshot (``pg_snapshot_xmin(pg_current_snapshot())``). Everything
-below it has committed or rolled back, so nothing can appear behind the
-checkpoint later.
+transaction is below the horizon: the oldest transaction that was running in
+the reader's snapshot and can still record an event.
 
-Transaction ids are shared by every database of a PostgreSQL server, so a
-long transaction in another database (the read database's projector batches,
-another application) would hold that horizon back for no reason. The horizon
-therefore leaves out the snapshot's running transactions that
-``pg_stat_activity`` shows in another database; a transaction it cannot place
-(already finished, or not visible to this role) still counts, so the horizon
-can only err on the side of waiting.
+Which transactions can still record an event: every command's transaction
+announces itself as an event writer before its first write, by a shared
+advisory lock it holds to its end (``catalog.signals.announce_event_writer``),
+and the event table's trigger refuses events from any other. The horizon is
+computed in the statement that reads, in this order:
+
+1. the statement's snapshot gives the running transactions and the upper
+   bound (``pg_current_snapshot()``, taken when the statement starts);
+2. then ``pg_locks`` gives the transactions running now that hold an id but
+   not the writers' lock: they can never record an event (announcing after
+   the first write is refused), so they do not hold the horizon;
+3. the horizon is the oldest transaction of step 1 not excluded by step 2,
+   else the snapshot's upper bound.
+
+A writer still running holds the horizon; one that finished between steps 1
+and 2 holds it too (it was running in the snapshot, so its events are not
+visible to this read; the next read passes it); one that announced but got its
+id after the snapshot has an id above the bound. Everything below the horizon
+that the snapshot does not show as running has committed or rolled back, so
+nothing can appear behind the checkpoint later. A long transaction that never
+announced (a batch job, a session idle in transaction, another database on
+the same server, the read side's own batches) never holds projection back;
+a writer that stays open too long is reported (``stalled_writers``).
 
 On SQLite writers are serialized (``IMMEDIATE`` transactions), every
 transaction id is 0 and position order is commit order.
@@ -31,9 +45,8 @@ import orjson
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
+from catalog.signals import EVENT_WRITER_LOCK, WRITE_DB
 from projections.models import Event
-
-WRITE_DB = "default"
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -76,16 +89,30 @@ class StoredEvent:
 
 _COLUMNS = "position, {txid}, stream_type, stream_id, event_type, version, payload, occurred_at"
 
-# The oldest transaction of this database still running in the statement's
-# snapshot, or the snapshot's xmax when there is none (see the module docstring).
+# The oldest transaction of the statement's snapshot that is not known to be
+# unable to write events (see the module docstring); the snapshot's upper
+# bound when there is none. ``pg_locks`` is read once (a materialized CTE) so
+# a transaction's id and its writer's lock come from the same look.
+_LOCK_KEYS = {"classid": EVENT_WRITER_LOCK[0], "objid": EVENT_WRITER_LOCK[1]}
 HORIZON = """(
+    WITH locks AS MATERIALIZED (
+        SELECT locktype, database, classid, objid, objsubid, transactionid,
+               virtualtransaction, mode, granted
+        FROM pg_locks
+    ), writers AS (
+        SELECT virtualtransaction FROM locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 2
+          AND classid = {classid} AND objid = {objid}
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ), bystanders AS (
+        SELECT transactionid::text::bigint AS xid FROM locks
+        WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted
+          AND virtualtransaction NOT IN (SELECT virtualtransaction FROM writers)
+    )
     SELECT coalesce(min(running), pg_snapshot_xmax(pg_current_snapshot()))
     FROM pg_snapshot_xip(pg_current_snapshot()) AS running
-    WHERE mod(running::text::bigint, 4294967296) NOT IN (
-        SELECT backend_xid::text::bigint FROM pg_stat_activity
-        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
-    )
-)"""
+    WHERE mod(running::text::bigint, 4294967296) NOT IN (SELECT xid FROM bystanders)
+)""".format(**_LOCK_KEYS)  # noqa: S608 (two integer constants)
 
 # Constant SQL: the only interpolation is the model's own table name. It orders
 # by the table's transaction_id, which the (transaction_id, position) index
@@ -265,3 +292,42 @@ def oldest_after(after: LogPosition) -> datetime | None:
     if isinstance(value, str):
         value = parse_datetime(value)
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StalledWriter:
+    """An event writer's transaction open long enough to hold readers back."""
+
+    pid: int
+    seconds: float
+    state: str
+    query: str
+
+    def describe(self) -> str:
+        query = " ".join(self.query.split())[:200]
+        return f"pid {self.pid} ({self.state or 'unknown'} for {self.seconds:.0f} s: {query!r})"
+
+
+_STALLED_WRITERS = """
+    SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start)::float8,
+           coalesce(a.state, ''), coalesce(a.query, '')
+    FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = %s AND l.objid = %s
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND a.backend_xid IS NOT NULL
+      AND a.xact_start < clock_timestamp() - make_interval(secs => %s)
+    ORDER BY a.xact_start
+    LIMIT 10
+"""
+
+
+def stalled_writers(older_than: float) -> list[StalledWriter]:
+    """Event writers whose transaction holds the log's horizon and has been
+    open for more than ``older_than`` seconds, oldest first (PostgreSQL)."""
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_STALLED_WRITERS, [*EVENT_WRITER_LOCK, older_than])
+        return [StalledWriter(*row) for row in cursor.fetchall()]

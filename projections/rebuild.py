@@ -40,7 +40,13 @@ from django.utils import timezone
 
 from projections import eventlog
 from projections.bulk import upsert
-from projections.engine import Projection, ReadAhead, catch_up, ensure_checkpoints
+from projections.engine import (
+    Projection,
+    ReadAhead,
+    catch_up,
+    ensure_checkpoints,
+    notify_checkpoints_changed,
+)
 from projections.models import (
     Checkpoint,
     ParkedEvent,
@@ -557,6 +563,7 @@ def _swap_postgres(batch_size: int) -> float:
             cursor.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public")
         cursor.execute(f"DROP SCHEMA {RETIRED_SCHEMA} CASCADE")
         cursor.execute(f"DROP SCHEMA {SHADOW_SCHEMA} CASCADE")
+        notify_checkpoints_changed()
         waited = time.monotonic() - locked
     return waited
 

@@ -10,7 +10,7 @@ from django.db import connections, transaction
 from django.dispatch import receiver
 
 from catalog.errors import EventOutsideTransaction
-from catalog.signals import DomainEvent, domain_event
+from catalog.signals import DomainEvent, announce_event_writer, domain_event
 from projections.eventlog import WRITE_DB, LogPosition
 from projections.models import Event
 
@@ -42,6 +42,9 @@ def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event
         raise EventOutsideTransaction(
             f"{event.event_type} was sent outside a transaction on {WRITE_DB!r}."
         )
+    # Already done by a command's transaction; a transaction that wrote
+    # something before without it is refused (EventWriterTooLate).
+    announce_event_writer()
     stored = Event.objects.create(
         stream_type=event.stream_type,
         stream_id=event.stream_id,

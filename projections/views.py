@@ -8,6 +8,7 @@ reached the pages answer 503 with ``Retry-After``.
 
 import functools
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -28,6 +29,7 @@ from projections.charts import price_history_svg
 from projections.eventlog import LogPosition
 from projections.models import ProductReadModel
 from projections.serializers import FILTER_NAMES, ProductListQuerySerializer, query_data
+from projections.throttling import check_query_rate
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,26 @@ def read_model_page[**P](
             response = render(request, "products/unavailable.html", status=503)
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
+
+    return wrapper
+
+
+def query_rate_limited[**P](
+    view: Callable[P, HttpResponse],
+) -> Callable[P, HttpResponse]:
+    """Answer 429 with ``Retry-After`` to a client address over
+    ``QUERY_THROTTLE_RATE`` (``projections.throttling``), as the query API does."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        request = args[0]
+        assert isinstance(request, HttpRequest)
+        verdict = check_query_rate(request)
+        if not verdict.allowed:
+            response = render(request, "products/too_many_requests.html", status=429)
+            response["Retry-After"] = str(max(1, math.ceil(verdict.retry_after)))
+            return response
+        return view(*args, **kwargs)
 
     return wrapper
 
@@ -212,6 +234,7 @@ def render_product_page(
 
 
 @require_safe
+@query_rate_limited
 @read_model_page
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
     return render_product_page(request, product_id)
@@ -226,6 +249,7 @@ def _page_link(request: HttpRequest, cursor: selectors.Cursor | None) -> str | N
 
 
 @require_safe
+@query_rate_limited
 @read_model_page
 def product_list(request: HttpRequest) -> HttpResponse:
     query = ProductListQuerySerializer(data=query_data(request.GET, FILTER_NAMES))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from catalog import errors
 from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from catalog.models import Product
-from catalog.signals import send_event
+from catalog.signals import command_transaction, send_event
 from catalog.validation import clean_id, clean_text, clean_whole_number
 from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
 from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
@@ -69,7 +69,7 @@ def review_add(
     title = clean_title(title)
     body = clean_body(body)
     pk = clean_id(product_id)
-    with transaction.atomic():
+    with command_transaction():
         # The product's command lock (see catalog.services); references to it may go on.
         product = (
             Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
@@ -116,7 +116,7 @@ def review_edit(
     new_body = clean_body(body) if body is not None else None
     if new_rating is None and new_body is None:
         raise InvalidInput("Give a new rating or a new text.")
-    with transaction.atomic():
+    with command_transaction():
         review = _locked_review(review_id)
         if review.author_id != author.pk:
             raise NotAllowed(errors.REVIEW_NOT_YOURS)
@@ -145,7 +145,7 @@ def review_edit(
 def review_remove(*, review_id: int, author: Actor) -> None:
     """The author deletes their review; they may write a new one afterwards."""
     author = _require_user(author)
-    with transaction.atomic():
+    with command_transaction():
         review = _locked_review(review_id)
         if review.author_id != author.pk:
             raise NotAllowed(errors.REVIEW_NOT_YOURS)
@@ -165,7 +165,7 @@ def review_hide(*, review_id: int, moderator: Actor) -> Review:
     moderator = _require_user(moderator)
     if not getattr(moderator, "is_staff", False):
         raise NotAllowed(errors.NOT_STAFF)
-    with transaction.atomic():
+    with command_transaction():
         review = _locked_review(review_id)
         if review.is_hidden:
             return review

@@ -1,6 +1,8 @@
 import pytest
 from django.db import connections
 
+from catalog.signals import announce_event_writer
+
 
 def on_postgres() -> bool:
     return connections["default"].vendor == "postgresql"
@@ -16,6 +18,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "broker" in item.keywords and not settings.CELERY_BROKER_URL:
             item.add_marker(skip_broker)
+
+
+@pytest.fixture(autouse=True)
+def _test_transaction_records_events(request):
+    """A test that runs inside one transaction (``django_db`` without
+    ``transaction=True``) sends its commands inside it, after fixtures that
+    may have written already: like any transaction that records events, it is
+    announced as an event writer before its first write."""
+    marker = request.node.get_closest_marker("django_db")
+    if (
+        marker is None
+        or marker.kwargs.get("transaction")
+        or "transactional_db" in request.fixturenames
+    ):
+        return
+    if (
+        "default" not in (marker.kwargs.get("databases") or ["default"])
+        and marker.kwargs.get("databases") != "__all__"
+    ):
+        return
+    request.getfixturevalue("db")
+    announce_event_writer()
+
+
+@pytest.fixture(autouse=True)
+def _no_checkpoint_watch_outlives_its_test():
+    """The process's checkpoint watch keeps what it read: a test's database is
+    emptied after it, so the next test starts a watch of its own."""
+    yield
+    from projections import consistency
+
+    consistency.watch.stop()
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from catalog.signals import (
     ProductDetailsChanged,
     RecommendationsChanged,
     SellerRegistered,
+    command_transaction,
 )
 from catalog.validation import MAX_RECOMMENDATIONS
 from projections.models import Event
@@ -169,7 +170,7 @@ def bulk_seed(
 ) -> BulkSummary:
     """Write ``sizes`` worth of demo data and its events in one transaction."""
     tables = _Tables.for_connection(connections[WRITE_DB], progress)
-    with transaction.atomic(using=WRITE_DB):
+    with command_transaction():  # announced first: reserving ids writes
         plan = _Planner(sizes, rng, tables, now or timezone.now()).plan()
         events = _Loader(tables).load(plan)
     tables.analyze()

@@ -137,7 +137,16 @@ REST_FRAMEWORK = {
         "reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min"),
         "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
     },
+    # Client addresses come from REMOTE_ADDR, or from X-Forwarded-For only as
+    # far as that many trusted proxies wrote it: a client's own header is
+    # never believed.
+    "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
+# How many proxies in front of the site write X-Forwarded-For (0: none; then
+# the header is ignored). Rate limits count per client address.
+TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
+# Anonymous queries (API and pages) per client address; "" for no limit.
+QUERY_THROTTLE_RATE = env.str("QUERY_THROTTLE_RATE", default="100/s")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Storefront API",
     "DESCRIPTION": "Product pages served from a CQRS read model.",
@@ -193,7 +202,15 @@ PROJECTION_LEASE_SECONDS = env.float("PROJECTION_LEASE_SECONDS", default=30.0)
 READ_MODEL_CURRENCY = env.str("READ_MODEL_CURRENCY", default="EUR")
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)
+# Requests of one process that may wait for a consistency token at once; the
+# others answer at once, marked stale. Keep it below the threads per process.
+CONSISTENCY_MAX_WAITERS = env.int("CONSISTENCY_MAX_WAITERS", default=2)
+# A token older than this is checked once and never waited for.
+CONSISTENCY_TOKEN_MAX_AGE_SECONDS = env.float("CONSISTENCY_TOKEN_MAX_AGE_SECONDS", default=300.0)
 HEALTH_MAX_LAG_SECONDS = env.float("HEALTH_MAX_LAG_SECONDS", default=60.0)
+# An event writer's transaction open longer than this holds every projector
+# back: /healthz and projection_status report it as a stalled reader.
+PROJECTION_STALL_SECONDS = env.float("PROJECTION_STALL_SECONDS", default=10.0)
 
 LOGGING = {
     "version": 1,

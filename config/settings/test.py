@@ -16,4 +16,7 @@ REST_FRAMEWORK = {
     },
 }
 PROJECTION_RETRY_BASE_SECONDS = 0.0
+# Counted on every query, as in production, but high enough that only the
+# tests of the limit itself meet it.
+QUERY_THROTTLE_RATE = env.str("QUERY_THROTTLE_RATE", default="100000/s")
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)

@@ -13,6 +13,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from catalog import errors
 from catalog import services as catalog_services
 from catalog.models import PriceChange, Product, Recommendation, Seller
+from projections.consistency import InvalidToken, read_token
+from projections.eventlog import LogPosition
 from projections.models import Event
 from reviews import services as review_services
 from reviews.models import Review
@@ -49,8 +51,21 @@ def last_position():
     return last.position if last else 0
 
 
-def token_of(event):
-    return f"{event.transaction_id}-{event.position}"
+class token_of:
+    """Equal to the consistency token a command answers for ``event``: issued
+    by this server and naming the event's position."""
+
+    def __init__(self, event):
+        self.position = LogPosition(event.transaction_id, event.position)
+
+    def __eq__(self, answered):
+        try:
+            return read_token(answered)[0] == self.position
+        except InvalidToken:
+            return False
+
+    def __repr__(self):
+        return f"<token of {self.position.token()}>"
 
 
 @pytest.fixture

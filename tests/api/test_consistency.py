@@ -2,10 +2,13 @@ import threading
 import time
 
 import pytest
+from django.core import signing
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from projections import consistency
+from projections.consistency import issue_token
+from projections.engine import checkpoint_payload
 from projections.eventlog import LogPosition
 from projections.models import Checkpoint
 from tests.api.factories import ProductRowFactory, set_checkpoints
@@ -33,12 +36,22 @@ def later(seconds, action):
 
 
 def advance_checkpoints(transaction_id, position, *, notify=True):
-    """What the engine does: move every partition and NOTIFY in the same transaction."""
+    """What the engine does: move every partition and NOTIFY each new
+    checkpoint in the same transaction."""
     with transaction.atomic(using="read"):
         set_checkpoints("products", transaction_id, position)
         if notify and connections["read"].vendor == "postgresql":
             with connections["read"].cursor() as cursor:
-                cursor.execute("SELECT pg_notify('storefront_checkpoints', '')")
+                for checkpoint in Checkpoint.objects.filter(projector="products"):
+                    cursor.execute(
+                        "SELECT pg_notify('storefront_checkpoints', %s)",
+                        [checkpoint_payload(checkpoint)],
+                    )
+
+
+def token(transaction_id, position):
+    """A token as a command answers it."""
+    return issue_token(LogPosition(transaction_id, position))
 
 
 @both_databases
@@ -110,18 +123,18 @@ def test_already_applied_costs_one_query(django_assert_num_queries):
 @pytest.mark.postgres
 @threaded
 def test_on_postgres_it_sleeps_on_notifications_instead_of_polling():
-    # The checkpoint moves without a NOTIFY: a poller would see it at once;
-    # a listener only sees it when the timeout ends and it checks one last time.
+    # The checkpoint moves without a NOTIFY: a poller would see it; the watch
+    # knows only what it read when it started and what it was told since.
     helper = later(0.1, lambda: advance_checkpoints(3, 10, notify=False))
     started = time.monotonic()
-    assert consistency.wait_for(LogPosition(3, 10), timeout=0.8) is True
+    assert consistency.wait_for(LogPosition(3, 10), timeout=0.8) is False
     assert time.monotonic() - started >= 0.75
     helper.join()
 
 
 @pytest.mark.postgres
 @threaded
-def test_on_postgres_unrelated_notifications_only_cause_a_recheck():
+def test_on_postgres_notifications_of_positions_before_the_token_do_not_end_the_wait():
     def notify_without_progress():
         for _ in range(5):
             advance_checkpoints(1, 1)
@@ -129,6 +142,73 @@ def test_on_postgres_unrelated_notifications_only_cause_a_recheck():
 
     later(0.05, notify_without_progress)
     assert consistency.wait_for(LogPosition(3, 10), timeout=0.5) is False
+
+
+@pytest.mark.postgres
+@threaded
+def test_on_postgres_waiters_of_a_process_share_one_listening_connection(settings):
+    settings.CONSISTENCY_MAX_WAITERS = 8
+    results: list[bool] = []
+
+    def wait() -> None:
+        try:
+            results.append(consistency.wait_for(LogPosition(3, 10), timeout=5))
+        finally:
+            connections.close_all()
+
+    waiters = [threading.Thread(target=wait) for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()
+    deadline = time.monotonic() + 5
+    while consistency.waiters.count < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with connections["read"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            [consistency.WATCH_APPLICATION_NAME],
+        )
+        listeners = cursor.fetchone()[0]
+    advance_checkpoints(3, 10)
+    for waiter in waiters:
+        waiter.join(5)
+    assert consistency.waiters.count == 0
+    assert listeners == 1
+    assert results == [True] * 4
+
+
+@threaded
+def test_waiting_is_bounded_per_process_and_the_rest_answer_at_once(settings):
+    settings.CONSISTENCY_MAX_WAITERS = 1
+    first: list[bool] = []
+
+    def wait() -> None:
+        try:
+            first.append(consistency.wait_for(LogPosition(3, 10), timeout=5))
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while consistency.waiters.count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    second = consistency.wait_for(LogPosition(3, 10), timeout=5)
+    refused_in = time.monotonic() - started
+    advance_checkpoints(3, 10)
+    waiter.join(5)
+    assert second is False
+    assert refused_in < 0.5
+    assert first == [True]
+
+
+@both_databases
+def test_a_token_no_longer_fresh_is_checked_once_and_never_waited_for():
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(0, 10), timeout=5, fresh=False) is False
+    assert time.monotonic() - started < 0.5
+    set_checkpoints("products", 0, 10)
+    assert consistency.wait_for(LogPosition(0, 10), timeout=5, fresh=False) is True
 
 
 @threaded
@@ -149,9 +229,9 @@ def test_a_query_behind_the_token_answers_in_time_and_says_stale(api, settings, 
     url = DETAIL.format(product_id=42)
     started = time.monotonic()
     if how == "header":
-        response = api.get(url, HTTP_X_CONSISTENCY_TOKEN="0-77")
+        response = api.get(url, HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
     else:
-        response = api.get(url, {"consistency_token": "0-77"})
+        response = api.get(url, {"consistency_token": token(0, 77)})
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert response["X-Read-Model-Stale"] == "true"
@@ -164,7 +244,7 @@ def test_a_query_behind_the_token_answers_in_time_and_says_stale(api, settings, 
 def test_the_default_wait_is_two_seconds(api):
     ProductRowFactory(product_id=42)
     started = time.monotonic()
-    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="0-77")
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
     assert 2.0 <= time.monotonic() - started < 2.8
     assert response["X-Read-Model-Stale"] == "true"
 
@@ -173,7 +253,7 @@ def test_the_default_wait_is_two_seconds(api):
 def test_a_query_whose_token_is_applied_is_not_stale(api):
     ProductRowFactory(product_id=42)
     set_checkpoints("products", 5, 77)
-    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="5-77")
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN=token(5, 77))
     assert response.status_code == 200
     assert "X-Read-Model-Stale" not in response
 
@@ -181,7 +261,7 @@ def test_a_query_whose_token_is_applied_is_not_stale(api):
 @both_databases
 def test_a_stale_404_says_stale_too(api, settings):
     settings.CONSISTENCY_WAIT_SECONDS = 0.1
-    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN="0-77")
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
     assert response.status_code == 404
     assert response["X-Read-Model-Stale"] == "true"
     assert_documented(response, DETAIL, "GET")
@@ -191,10 +271,10 @@ def test_a_stale_404_says_stale_too(api, settings):
 def test_the_seller_endpoint_waits_for_the_seller_projector(api, settings):
     settings.CONSISTENCY_WAIT_SECONDS = 0.1
     set_checkpoints("products", 0, 77)
-    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN="0-77")
+    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
     assert response["X-Read-Model-Stale"] == "true"
     set_checkpoints("sellers", 0, 77)
-    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN="0-77")
+    response = api.get("/api/sellers/1/", HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
     assert "X-Read-Model-Stale" not in response
 
 
@@ -213,6 +293,10 @@ def test_the_seller_endpoint_waits_for_the_seller_projector(api, settings):
         "1-99999999999999999999",
         "1-" + "9" * 60,
         "²-1",
+        "0-77",
+        "0-77.1abc.",
+        "0-77.1abc.sig.more",
+        "0-77." + "x" * 200,
     ],
 )
 @pytest.mark.parametrize("url", ["/api/products/", "/api/products/42/", "/api/sellers/1/"])
@@ -225,3 +309,46 @@ def test_a_malformed_token_is_a_400(api, token, url):
     assert "consistency_token" in response.json()
     template = {"/api/products/42/": DETAIL, "/api/sellers/1/": "/api/sellers/{seller_id}/"}
     assert_documented(response, template.get(url, url), "GET")
+
+
+def _forged(position: str) -> str:
+    """A token of the right shape whose signature this server did not make."""
+    signer = signing.TimestampSigner(
+        key="not-the-servers-key", salt=consistency.TOKEN_SALT, sep="."
+    )
+    return signer.sign(position)
+
+
+@both_databases
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda: _forged("0-999999"),
+        lambda: token(0, 1).rsplit(".", 1)[0] + "." + "A" * 43,
+        lambda: "0-999999." + token(0, 1).split(".", 1)[1],
+    ],
+    ids=["another-key", "bad-signature", "moved-position"],
+)
+@pytest.mark.parametrize("url", ["/api/products/", "/api/products/42/", "/api/sellers/1/"])
+def test_a_token_this_server_did_not_issue_is_a_400_and_never_waits(api, settings, forge, url):
+    settings.CONSISTENCY_WAIT_SECONDS = 5
+    ProductRowFactory(product_id=42)
+    started = time.monotonic()
+    response = api.get(url, HTTP_X_CONSISTENCY_TOKEN=forge())
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 400
+    assert response.json() == {"consistency_token": ["Not a consistency token this server issued."]}
+    template = {"/api/products/42/": DETAIL, "/api/sellers/1/": "/api/sellers/{seller_id}/"}
+    assert_documented(response, template.get(url, url), "GET")
+
+
+@both_databases
+def test_a_token_issued_too_long_ago_is_not_waited_for(api, settings):
+    settings.CONSISTENCY_WAIT_SECONDS = 5
+    settings.CONSISTENCY_TOKEN_MAX_AGE_SECONDS = -1  # every token is too old
+    ProductRowFactory(product_id=42)
+    started = time.monotonic()
+    response = api.get(DETAIL.format(product_id=42), HTTP_X_CONSISTENCY_TOKEN=token(0, 77))
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 200
+    assert response["X-Read-Model-Stale"] == "true"

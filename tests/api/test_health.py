@@ -28,8 +28,17 @@ def test_healthy(client, settings):
 @both_databases
 def test_a_projector_far_behind_is_unhealthy(client, settings):
     settings.HEALTH_MAX_LAG_SECONDS = 60
-    factories.product()
-    Event.objects.update(occurred_at=timezone.now() - dt.timedelta(minutes=5))
+    five_minutes_ago = timezone.now() - dt.timedelta(minutes=5)
+    for stream_type, event_type in (("seller", "SellerRegistered"), ("product", "ProductCreated")):
+        # Not applied by any projector here: only their number and age count.
+        Event.objects.create(
+            stream_type=stream_type,
+            stream_id=1,
+            event_type=event_type,
+            version=1,
+            payload={},
+            occurred_at=five_minutes_ago,
+        )
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()

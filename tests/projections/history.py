@@ -6,11 +6,12 @@ import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import connections, transaction
+from django.db import connections
 
 from catalog import services as catalog
 from catalog.errors import DomainError
 from catalog.models import Product, Seller
+from catalog.signals import command_transaction
 from projections.models import Event
 from projections.rebuild import SWAPPED_MODELS
 from projections.truth import (
@@ -113,7 +114,7 @@ def random_command(rng: random.Random, users: list) -> None:
 def add_version_one_review(product_id: int, author, rating: int, body: str, **fields) -> Review:
     """A review as it was written before ReviewAdded had a title: its event
     stored as version 1, as it was then (``fields``: more of the review's)."""
-    with transaction.atomic():
+    with command_transaction():
         review = Review.objects.create(
             product_id=product_id, author=author, rating=rating, body=body, **fields
         )

@@ -26,7 +26,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
-from django.db import transaction
 from django.utils.text import slugify
 from tqdm import tqdm
 
@@ -36,6 +35,7 @@ from catalog.models import Product, Seller
 from catalog.seeding import demo
 from catalog.seeding.bulk import bulk_seed
 from catalog.seeding.demo import ProductSketch, Sizes
+from catalog.signals import command_transaction
 from catalog.validation import MAX_RECOMMENDATIONS
 from projections.models import Event
 from reviews.services import review_add
@@ -241,7 +241,7 @@ class Command(BaseCommand):
         results: list[T] = []
         with self._progress(label, len(commands)) as advance:
             for chunk in itertools.batched(commands, COMMANDS_PER_TRANSACTION):
-                with transaction.atomic():
+                with command_transaction():
                     results.extend(command() for command in chunk)
                 advance(len(chunk))
         return results
@@ -316,7 +316,7 @@ def _create_product(
     )
     slug = f"{slugify(sketch.name)}-{number}"
     try:
-        with transaction.atomic():
+        with command_transaction():
             return create(slug=slug)
     except Conflict:
         return create(slug=f"{slug}-{secrets.token_hex(3)}")
