@@ -170,12 +170,19 @@ def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     return Checkpoint.objects.filter(projector=name, partition=partition).first()
 
 
-def _wait_for_checkpoint(name: str, partition: int) -> Checkpoint:
-    """Like ``_lock_checkpoint``, but waits for a running batch to finish."""
+def hold_partition(name: str, partition: int) -> None:
+    """Take the partition for the rest of this transaction on ``read``,
+    waiting for a running batch to finish (no-op on SQLite, whose IMMEDIATE
+    transaction holds the whole database)."""
     connection = connections[READ_DB]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_lock_key(name), partition])
+
+
+def _wait_for_checkpoint(name: str, partition: int) -> Checkpoint:
+    """Like ``_lock_checkpoint``, but waits for a running batch to finish."""
+    hold_partition(name, partition)
     return Checkpoint.objects.select_for_update().get(projector=name, partition=partition)
 
 
@@ -471,9 +478,12 @@ def _next_in_log(batch: Sequence[StoredEvent], start: LogPosition, skip_snapshot
 
 
 def _unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
-    """Nobody moved, halted or failed the partition since we looked."""
+    """Nobody moved, halted, failed or repaired the partition since we looked
+    (a repair or a swap may leave the position and change what the log read
+    from it must skip)."""
     return (
         _checkpoint_position(checkpoint) == _checkpoint_position(peek)
+        and checkpoint.skip_snapshot == peek.skip_snapshot
         and checkpoint.halted_at_position is None
         and checkpoint.failures == peek.failures
     )

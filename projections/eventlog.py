@@ -256,6 +256,22 @@ def head() -> LogPosition:
     return LogPosition(int(row[0]), int(row[1])) if row else START
 
 
+def last_before_snapshot(snapshot: str) -> LogPosition:
+    """The last event, in reading order, of the transactions older than every
+    one running in ``snapshot`` (PostgreSQL): those have all ended, so every
+    event up to it is either in the snapshot or never was."""
+    table = Event._meta.db_table
+    with connections[WRITE_DB].cursor() as cursor:
+        cursor.execute(
+            f"""SELECT transaction_id::text::bigint, position FROM {table}
+                WHERE transaction_id < pg_snapshot_xmin(%s::pg_snapshot)
+                ORDER BY {table}.transaction_id DESC, position DESC LIMIT 1""",  # noqa: S608
+            [snapshot],
+        )
+        row = cursor.fetchone()
+    return LogPosition(int(row[0]), int(row[1])) if row else START
+
+
 def count_after(after: LogPosition) -> int:
     """How many events a reader at ``after`` has not applied yet (committed or not)."""
     connection = connections[WRITE_DB]
