@@ -15,7 +15,17 @@ def _projector(argv: list[str]) -> Any:
     return projector.main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], Any]] = {"all": _all, "projector": _projector}
+def _safety(argv: list[str]) -> Any:
+    from bench import safety
+
+    return safety.main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], Any]] = {
+    "all": _all,
+    "projector": _projector,
+    "safety": _safety,
+}
 
 
 def main() -> None:
