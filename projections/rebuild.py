@@ -22,7 +22,8 @@ live projectors keep using the live tables.
 
 A run killed while filling from a snapshot starts over; killed while
 replaying or catching up, it carries on from the shadow's checkpoints. One
-rebuild runs at a time (``rebuild_lock``).
+rebuild runs at a time (``rebuild_lock``); the parked events' history stays
+across the swap (``_keep_parked_history``).
 """
 
 import contextlib
@@ -75,6 +76,8 @@ SWAPPED_MODELS = (
     SellerFacts,
     ParkedEvent,
 )
+# Locked with the others, but not replaced: see ``_keep_parked_history``.
+REPLACED_TABLES = [m._meta.db_table for m in SWAPPED_MODELS if m is not ParkedEvent]
 Progress = Callable[[str, int, int], None]
 # Events per batch (and transaction). A replaying batch writes every row its
 # events touched, once: with the whole log ahead, larger batches write each
@@ -669,8 +672,9 @@ def _swap_postgres(batch_size: int) -> float:
         )
         # The live projectors wait on the lock; the shadow takes the last events.
         _catch_up_on_new_connection(batch_size)
+        _keep_parked_history(cursor.execute, live="public", shadow=SHADOW_SCHEMA)
         cursor.execute(f"CREATE SCHEMA {RETIRED_SCHEMA}")
-        for table in tables:
+        for table in REPLACED_TABLES:
             cursor.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED_SCHEMA}")
             cursor.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public")
         cursor.execute(f"DROP SCHEMA {RETIRED_SCHEMA} CASCADE")
@@ -700,7 +704,7 @@ def _catch_up_on_new_connection(batch_size: int) -> None:
 
 
 def _swap_sqlite(batch_size: int) -> float:
-    tables = [model._meta.db_table for model in SWAPPED_MODELS]
+    tables = REPLACED_TABLES
     # The shadow's rows and checkpoints replace the live ones together, so what
     # the live projectors apply meanwhile is simply applied again afterwards.
     _catch_up_on_new_connection(batch_size)
@@ -712,6 +716,7 @@ def _swap_sqlite(batch_size: int) -> float:
         for table in tables:
             live.execute(f"DELETE FROM main.{table}")  # noqa: S608
             live.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild.{table}")  # noqa: S608
+        _keep_parked_history(live.execute, live="main", shadow="rebuild")
         live.execute("COMMIT")
         waited = time.monotonic() - locked
         live.execute("DETACH DATABASE rebuild")
@@ -719,6 +724,51 @@ def _swap_sqlite(batch_size: int) -> float:
         live.close()
     drop_shadow()
     return waited
+
+
+_PARKED = ParkedEvent._meta.db_table
+_PARKED_COLUMNS = ", ".join(
+    str(field.column) for field in ParkedEvent._meta.concrete_fields if not field.primary_key
+)
+_OPEN = "status IN ('parked', 'retry')"
+
+
+def _keep_parked_history(execute: Callable[[str], Any], *, live: str, shadow: str) -> None:
+    """Keep the live parked events (parked, retried, skipped, resolved: the
+    operators' record) across the swap, with the ids they were shown by, and
+    add the shadow's own (events its projectors parked) after them.
+
+    An open record (parked, or a retry asked for) stays open, as parked,
+    when the rebuilt partition stands halted at the same event: the rebuild
+    failed on it too, and the shadow's own record of it is dropped as a
+    duplicate. Otherwise it is closed as resolved at the swap: the rebuilt
+    partition applied the event (a snapshot already holds its effect), or
+    the partition is gone with a change of ``PROJECTION_PARTITIONS``. No
+    record says a partition is halted that is not.
+
+    Precondition: under the swap's lock, with the shadow caught up; ``live``
+    and ``shadow`` are the schemas (PostgreSQL) or attached databases (SQLite)
+    of the two sets of tables, which both read the same SQL.
+    """
+    halted_at = f"""EXISTS (
+        SELECT 1 FROM {shadow}.{Checkpoint._meta.db_table} AS checkpoint
+        WHERE checkpoint.projector = {_PARKED}.projector
+          AND checkpoint.partition = {_PARKED}.partition
+          AND checkpoint.halted_at_position = {_PARKED}.position)"""  # noqa: S608
+    execute(
+        f"""INSERT INTO {live}.{_PARKED} ({_PARKED_COLUMNS})
+            SELECT {_PARKED_COLUMNS} FROM {shadow}.{_PARKED} AS added
+            WHERE NOT (added.{_OPEN} AND EXISTS (
+                SELECT 1 FROM {live}.{_PARKED} AS kept
+                WHERE kept.{_OPEN} AND kept.projector = added.projector
+                  AND kept.partition = added.partition AND kept.position = added.position))
+            ORDER BY added.id"""  # noqa: S608 (model metadata only)
+    )
+    execute(f"UPDATE {live}.{_PARKED} SET status = 'parked' WHERE {_OPEN} AND {halted_at}")  # noqa: S608
+    execute(
+        f"""UPDATE {live}.{_PARKED} SET status = 'resolved', resolved_at = CURRENT_TIMESTAMP
+            WHERE {_OPEN} AND NOT {halted_at}"""  # noqa: S608 (model metadata only)
+    )
 
 
 # The whole run -------------------------------------------------------------
