@@ -17,7 +17,7 @@ from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.db import router
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
 
 from catalog.errors import DomainError, NotFound
@@ -130,14 +130,27 @@ class UserAdmin(auth_admin.UserAdmin):  # type: ignore[type-arg]
             deleted = [*deleted, line, erased]  # a nested list: the line, then its items
         return deleted, counts, perms_needed, []
 
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except DomainError as refused:  # its transaction rolled back: nothing was erased
+            self.message_user(request, f"Not erased: {refused.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        self._erase(obj.pk)
+        with contextlib.suppress(NotFound):  # erased meanwhile, by another request
+            user_erase(user_id=obj.pk)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        for pk in queryset.values_list("pk", flat=True):
-            self._erase(pk)
-
-    @staticmethod
-    def _erase(user_id: int) -> None:
-        with contextlib.suppress(NotFound):  # erased meanwhile, by another request
-            user_erase(user_id=user_id)
+        refusals = []
+        for user_id in queryset.values_list("pk", flat=True):
+            try:
+                user_erase(user_id=user_id)
+            except NotFound:
+                pass  # erased meanwhile, by another request
+            except DomainError as refused:
+                refusals.append(f"user #{user_id}: {refused.message}")
+        if refusals:
+            self.message_user(request, "Not erased: " + "; ".join(refusals), messages.ERROR)

@@ -228,12 +228,15 @@ def user_erase(*, user_id: int) -> UserErasure:
     A review command that took its id after this transaction but committed
     before the lock reached its review would be read after the erasure in the
     log, against the order they happened; if one did, the erasure starts
-    again with a later id, ``ERASE_ATTEMPTS`` times at most.
+    again with a later id, ``ERASE_ATTEMPTS`` times at most. Inside a
+    transaction already open (the admin's delete) the id cannot change: it
+    is refused at once, and nothing is written.
     """
     pk = clean_id(user_id)
     if not pk:
         raise NotFound(errors.USER_NOT_FOUND, field="user")
-    for _ in range(ERASE_ATTEMPTS):
+    attempts = 1 if transaction.get_connection().in_atomic_block else ERASE_ATTEMPTS
+    for _ in range(attempts):
         try:
             return _erase(pk)
         except _Overtaken:

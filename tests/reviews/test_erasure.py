@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection, connections, models
 from django.db.models import ProtectedError
 from django.urls import reverse
+from django.utils.html import escape
 
 from catalog.errors import NotFound
 from catalog.models import PriceChange, Product, Recommendation, Seller
@@ -422,9 +423,41 @@ def test_an_erasure_overtaken_by_a_review_command_starts_again_after_it():
     assert_exact()
 
 
+def overtaken_every_time(monkeypatch) -> list[list[int]]:
+    """Every attempt finds a later transaction's event on one of the reviews
+    (forced: the real race is the test above); the attempts are listed."""
+    attempts: list[list[int]] = []
+
+    def overtaken(review_ids):
+        attempts.append(list(review_ids))
+        return True
+
+    monkeypatch.setattr(services.erasure, "recorded_after_this_transaction", overtaken)
+    return attempts
+
+
 def test_an_erasure_overtaken_every_time_is_refused(monkeypatch):
-    erin = ReviewFactory.create().author
-    monkeypatch.setattr(services.erasure, "recorded_after_this_transaction", lambda ids: True)
+    review = ReviewFactory.create()
+    attempts = overtaken_every_time(monkeypatch)
 
     with nothing_written(), pytest.raises(services.Conflict):
-        user_erase(user_id=erin.pk)
+        user_erase(user_id=review.author_id)
+
+    assert attempts == [[review.pk]] * services.ERASE_ATTEMPTS
+
+
+def test_the_admin_says_when_an_erasure_is_refused(admin_client, monkeypatch):
+    """The admin's delete runs in a transaction of its own, whose id cannot
+    change: one attempt, then a message, and nothing written."""
+    review = ReviewFactory.create()
+    attempts = overtaken_every_time(monkeypatch)
+    url = reverse("admin:auth_user_delete", args=[review.author_id])
+
+    with nothing_written():
+        response = admin_client.post(url, {"post": "yes"}, follow=True)
+
+    assert len(attempts) == 1
+    assert response.redirect_chain == [(url, 302)]
+    assert escape(f"Not erased: {services.errors.USER_BUSY}") in response.content.decode()
+    assert get_user_model().objects.filter(pk=review.author_id).exists()
+    assert not LogEntry.objects.filter(object_id=str(review.author_id)).exists()
