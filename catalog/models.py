@@ -26,6 +26,8 @@ class Seller(models.Model):
 
 
 class Product(models.Model):
+    # Every foreign key of the write model is PROTECT: its rows are projected,
+    # and a cascade would remove them without their events.
     seller = models.ForeignKey(Seller, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=220, unique=True)
@@ -51,7 +53,7 @@ class Product(models.Model):
 class PriceChange(models.Model):
     """Append-only: one row per price the product has had, the first included."""
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_changes")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="price_changes")
     price = models.DecimalField(max_digits=10, decimal_places=2)
     changed_at = models.DateTimeField()
 
@@ -68,8 +70,8 @@ class PriceChange(models.Model):
 class Recommendation(models.Model):
     """Ordered "customers who bought this also bought" links between products."""
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="recommendations")
-    related = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="recommendations")
+    related = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     rank = models.PositiveSmallIntegerField()
 
     class Meta:

@@ -21,17 +21,23 @@ live projectors keep using the live tables.
    not wait for.
 
 A run killed while filling from a snapshot starts over; killed while
-replaying or catching up, it carries on from the shadow's checkpoints.
+replaying or catching up, it carries on from the shadow's checkpoints. One
+rebuild runs at a time (``rebuild_lock``); the parked events' history stays
+across the swap (``_keep_parked_history``).
 """
 
 import contextlib
+import fcntl
+import os
+import socket
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -76,6 +82,8 @@ SWAPPED_MODELS = (
     SellerFacts,
     ParkedEvent,
 )
+# Locked with the others, but not replaced: see ``_keep_parked_history``.
+REPLACED_TABLES = [m._meta.db_table for m in SWAPPED_MODELS if m is not ParkedEvent]
 Progress = Callable[[str, int, int], None]
 # Events per batch (and transaction). A replaying batch writes every row its
 # events touched, once: with the whole log ahead, larger batches write each
@@ -168,6 +176,119 @@ def analyze_shadow() -> None:
     backfill gathers its own)."""
     with shadow_alias():
         analyze_read_side()
+
+
+# One rebuild at a time --------------------------------------------------------
+
+REBUILD_LOCK_KEY = zlib.crc32(b"storefront-rebuild") & 0x7FFFFFFF
+
+
+class RebuildRunning(Exception):
+    """Another rebuild holds the rebuild lock; nothing was touched."""
+
+
+def _lock_file() -> Path:
+    return Path(f"{_shadow_file()}.lock")
+
+
+@contextlib.contextmanager
+def rebuild_lock() -> Iterator[None]:
+    """Hold the rebuild lock for the block, or raise ``RebuildRunning``
+    naming the rebuild that holds it.
+
+    The lock dies with its process, so a rebuild killed even by SIGKILL
+    never blocks the next one. On PostgreSQL it is a session advisory lock
+    on the live read database, on a connection of its own: this process's
+    ``read`` connection is reopened on the shadow meanwhile, and one from
+    the pool would keep the lock after going back to it. The connection's
+    application name says whose lock it is. On SQLite it is ``flock`` on a
+    file beside the shadow file, which says the same.
+    """
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    if _is_postgres():
+        with _advisory_rebuild_lock(holder):
+            yield
+        return
+    with _locked_file(holder):
+        yield
+
+
+@contextlib.contextmanager
+def _advisory_rebuild_lock(holder: str) -> Iterator[None]:
+    import psycopg
+
+    params = connections[READ_DB].get_connection_params()
+    params["application_name"] = f"rebuild_projections {holder}"[:63]
+    with psycopg.connect(**params, autocommit=True) as lock:
+        taken = lock.execute("SELECT pg_try_advisory_lock(%s, 0)", [REBUILD_LOCK_KEY]).fetchone()
+        if not taken or not taken[0]:
+            raise RebuildRunning(_refusal(lock_holder()))
+        try:
+            yield
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s, 0)", [REBUILD_LOCK_KEY])
+
+
+@contextlib.contextmanager
+def _locked_file(holder: str) -> Iterator[None]:
+    with _lock_file().open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebuildRunning(_refusal(_described(lock))) from None
+        _describe(lock, f"{holder}, since {timezone.now():%Y-%m-%d %H:%M:%S %Z}")
+        try:
+            yield
+        finally:
+            _describe(lock, "")
+
+
+def _describe(lock: IO[str], text: str) -> None:
+    lock.truncate(0)
+    lock.write(text)
+    lock.flush()
+
+
+def _described(lock: IO[str]) -> str | None:
+    lock.seek(0)
+    return lock.read().strip() or None
+
+
+def lock_holder() -> str | None:
+    """Who holds the rebuild lock, as it described itself: its pid, host and
+    since when; None when nobody does (on SQLite: nobody said so, as a
+    holder killed meanwhile leaves its words behind)."""
+    if not _is_postgres():
+        if not _lock_file().exists():
+            return None
+        with _lock_file().open() as lock:
+            return _described(lock)
+    with connections[READ_DB].cursor() as cursor:
+        cursor.execute(
+            """SELECT activity.application_name, activity.backend_start
+               FROM pg_locks AS lock JOIN pg_stat_activity AS activity USING (pid)
+               WHERE lock.locktype = 'advisory' AND lock.granted
+                 AND lock.classid::bigint = %s AND lock.objid = 0 AND lock.objsubid = 2
+                 AND lock.database = (
+                     SELECT oid FROM pg_database WHERE datname = current_database())""",
+            [REBUILD_LOCK_KEY],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    name, since = row
+    who = (name or "").removeprefix("rebuild_projections ") or "a session this role cannot see"
+    return f"{who}, since {since:%Y-%m-%d %H:%M:%S %Z}" if since else who
+
+
+def _refusal(holder: str | None) -> str:
+    run = RebuildRun.objects.filter(finished_at__isnull=True).order_by("-pk").first()
+    what = f"rebuild #{run.pk} ({run.mode}, {run.get_phase_display().lower()})" if run else ""
+    who = f"{what} by {holder}" if what and holder else what or holder or "holder unknown"
+    return (
+        f"Another rebuild_projections is running: {who}. Wait for it to finish; "
+        "a rebuild that dies or is killed releases its lock."
+    )
 
 
 # Filling from a snapshot ---------------------------------------------------
@@ -557,8 +678,9 @@ def _swap_postgres(batch_size: int) -> float:
         )
         # The live projectors wait on the lock; the shadow takes the last events.
         _catch_up_on_new_connection(batch_size)
+        _keep_parked_history(cursor.execute, live="public", shadow=SHADOW_SCHEMA)
         cursor.execute(f"CREATE SCHEMA {RETIRED_SCHEMA}")
-        for table in tables:
+        for table in REPLACED_TABLES:
             cursor.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED_SCHEMA}")
             cursor.execute(f"ALTER TABLE {SHADOW_SCHEMA}.{table} SET SCHEMA public")
         cursor.execute(f"DROP SCHEMA {RETIRED_SCHEMA} CASCADE")
@@ -589,7 +711,7 @@ def _catch_up_on_new_connection(batch_size: int) -> None:
 
 
 def _swap_sqlite(batch_size: int) -> float:
-    tables = [model._meta.db_table for model in SWAPPED_MODELS]
+    tables = REPLACED_TABLES
     # The shadow's rows and checkpoints replace the live ones together, so what
     # the live projectors apply meanwhile is simply applied again afterwards.
     _catch_up_on_new_connection(batch_size)
@@ -601,6 +723,7 @@ def _swap_sqlite(batch_size: int) -> float:
         for table in tables:
             live.execute(f"DELETE FROM main.{table}")  # noqa: S608
             live.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild.{table}")  # noqa: S608
+        _keep_parked_history(live.execute, live="main", shadow="rebuild")
         live.execute("COMMIT")
         waited = time.monotonic() - locked
         live.execute("DETACH DATABASE rebuild")
@@ -608,6 +731,51 @@ def _swap_sqlite(batch_size: int) -> float:
         live.close()
     drop_shadow()
     return waited
+
+
+_PARKED = ParkedEvent._meta.db_table
+_PARKED_COLUMNS = ", ".join(
+    str(field.column) for field in ParkedEvent._meta.concrete_fields if not field.primary_key
+)
+_OPEN = "status IN ('parked', 'retry')"
+
+
+def _keep_parked_history(execute: Callable[[str], Any], *, live: str, shadow: str) -> None:
+    """Keep the live parked events (parked, retried, skipped, resolved: the
+    operators' record) across the swap, with the ids they were shown by, and
+    add the shadow's own (events its projectors parked) after them.
+
+    An open record (parked, or a retry asked for) stays open, as parked,
+    when the rebuilt partition stands halted at the same event: the rebuild
+    failed on it too, and the shadow's own record of it is dropped as a
+    duplicate. Otherwise it is closed as resolved at the swap: the rebuilt
+    partition applied the event (a snapshot already holds its effect), or
+    the partition is gone with a change of ``PROJECTION_PARTITIONS``. No
+    record says a partition is halted that is not.
+
+    Precondition: under the swap's lock, with the shadow caught up; ``live``
+    and ``shadow`` are the schemas (PostgreSQL) or attached databases (SQLite)
+    of the two sets of tables, which both read the same SQL.
+    """
+    halted_at = f"""EXISTS (
+        SELECT 1 FROM {shadow}.{Checkpoint._meta.db_table} AS checkpoint
+        WHERE checkpoint.projector = {_PARKED}.projector
+          AND checkpoint.partition = {_PARKED}.partition
+          AND checkpoint.halted_at_position = {_PARKED}.position)"""  # noqa: S608
+    execute(
+        f"""INSERT INTO {live}.{_PARKED} ({_PARKED_COLUMNS})
+            SELECT {_PARKED_COLUMNS} FROM {shadow}.{_PARKED} AS added
+            WHERE NOT (added.{_OPEN} AND EXISTS (
+                SELECT 1 FROM {live}.{_PARKED} AS kept
+                WHERE kept.{_OPEN} AND kept.projector = added.projector
+                  AND kept.partition = added.partition AND kept.position = added.position))
+            ORDER BY added.id"""  # noqa: S608 (model metadata only)
+    )
+    execute(f"UPDATE {live}.{_PARKED} SET status = 'parked' WHERE {_OPEN} AND {halted_at}")  # noqa: S608
+    execute(
+        f"""UPDATE {live}.{_PARKED} SET status = 'resolved', resolved_at = CURRENT_TIMESTAMP
+            WHERE {_OPEN} AND NOT {halted_at}"""  # noqa: S608 (model metadata only)
+    )
 
 
 # The whole run -------------------------------------------------------------
@@ -624,8 +792,20 @@ def rebuild(
 
     ``batch_size`` is the events of one batch, each its own transaction; by
     default ``REPLAY_BATCH_SIZE`` while replaying and ``CATCH_UP_BATCH_SIZE``
-    while catching up.
+    while catching up. Raises ``RebuildRunning``, having touched nothing,
+    while another rebuild runs.
     """
+    with rebuild_lock():
+        return _rebuild(from_events=from_events, batch_size=batch_size, progress=progress, log=log)
+
+
+def _rebuild(
+    *,
+    from_events: bool,
+    batch_size: int | None,
+    progress: Progress,
+    log: Callable[[str], None],
+) -> RebuildRun:
     run = RebuildRun.objects.filter(finished_at__isnull=True).order_by("-pk").first()
     resumable = {RebuildRun.Phase.TAIL, RebuildRun.Phase.REPLAY}
     if run is not None and run.phase in resumable and shadow_exists():

@@ -13,9 +13,11 @@ MAX_TITLE = 120
 
 
 class Review(models.Model):
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="reviews")
+    # PROTECT: a review leaves only through a command that records its event
+    # (``reviews.services``; a user goes with ``user_erase``), never by cascade.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="reviews")
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
     )
     rating = models.PositiveSmallIntegerField()
     title = models.CharField(max_length=MAX_TITLE, blank=True)
@@ -24,6 +26,7 @@ class Review(models.Model):
     edited_at = models.DateTimeField(null=True, blank=True)
     is_hidden = models.BooleanField(default=False)
     hidden_at = models.DateTimeField(null=True, blank=True)
+    # Not in any event or read model: clearing it when the moderator goes is silent and right.
     hidden_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

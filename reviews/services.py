@@ -1,13 +1,18 @@
-"""Review commands: authors add, edit and remove their own; staff hide any.
+"""Review commands: authors add, edit and remove their own; staff hide any;
+erasing a user removes all of theirs.
 
 Like every command, each runs in one transaction whose first write locks the
 aggregate (the product for a new review, the review otherwise); see
 ``catalog.services`` for why that order matters to the event log.
 """
 
+import dataclasses
 from typing import Any, cast
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -16,6 +21,7 @@ from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from catalog.models import Product
 from catalog.signals import command_transaction, send_event
 from catalog.validation import clean_id, clean_text, clean_whole_number
+from reviews import erasure
 from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
 from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
 
@@ -42,9 +48,15 @@ def _require_user(user: Any) -> User:
 
 
 def _locked_review(review_id: Any) -> Review:
+    """The review, locked alone: a join's FOR UPDATE would lock its author's
+    row too, and ``user_erase`` locks that row before the reviews, so the
+    two would deadlock."""
     pk = clean_id(review_id)
     review = (
-        Review.objects.select_for_update().select_related("author").filter(pk=pk).first()
+        Review.objects.select_for_update(of=("self",))
+        .select_related("author")
+        .filter(pk=pk)
+        .first()
         if pk
         else None
     )
@@ -182,3 +194,79 @@ def review_hide(*, review_id: int, moderator: Actor) -> Review:
             )
         )
     return review
+
+
+# Attempts at an erasure overtaken by review commands (see ``user_erase``).
+ERASE_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class UserErasure:
+    user_id: int
+    reviews_removed: int
+    events_redacted: int
+
+
+class _Overtaken(Exception):
+    """A review command took its transaction id after the erasure's and
+    committed before the erasure locked its review."""
+
+
+def user_erase(*, user_id: int) -> UserErasure:
+    """Erase a user: remove each of their reviews with its ``ReviewRemoved``
+    event (reason "erasure"; a hidden one no longer counted, as
+    ``review_remove`` says), redact their name and words in the event log
+    (``reviews.erasure``), and delete the user, in one transaction.
+
+    Deleting the user cascades only to rows nothing projects: their API
+    token, group and permission links, and their own admin history;
+    ``Review.hidden_by`` is cleared on the reviews they moderated. The admin's
+    entries about them are renamed, since they give their username.
+
+    Lock order: the user first (that gives the transaction its id and keeps
+    new reviews of theirs from committing), then their reviews in id order.
+    A review command that took its id after this transaction but committed
+    before the lock reached its review would be read after the erasure in the
+    log, against the order they happened; if one did, the erasure starts
+    again with a later id, ``ERASE_ATTEMPTS`` times at most. Inside a
+    transaction already open (the admin's delete) the id cannot change: it
+    is refused at once, and nothing is written.
+    """
+    pk = clean_id(user_id)
+    if not pk:
+        raise NotFound(errors.USER_NOT_FOUND, field="user")
+    attempts = 1 if transaction.get_connection().in_atomic_block else ERASE_ATTEMPTS
+    for _ in range(attempts):
+        try:
+            return _erase(pk)
+        except _Overtaken:
+            continue
+    raise Conflict(errors.USER_BUSY)
+
+
+def _erase(user_id: int) -> UserErasure:
+    model = get_user_model()
+    with command_transaction():
+        user = model.objects.select_for_update().filter(pk=user_id).first()
+        if user is None:
+            raise NotFound(errors.USER_NOT_FOUND, field="user")
+        reviews = list(Review.objects.select_for_update().filter(author=user).order_by("pk"))
+        if erasure.recorded_after_this_transaction([review.pk for review in reviews]):
+            raise _Overtaken
+        for review in reviews:
+            send_event(
+                ReviewRemoved(
+                    review_id=review.pk,
+                    product_id=review.product_id,
+                    rating=review.rating,
+                    reason="erasure",
+                    counted=not review.is_hidden,
+                )
+            )
+        Review.objects.filter(pk__in=[review.pk for review in reviews]).delete()
+        redacted = erasure.redact_review_events(author_id=user.pk)
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(model), object_id=str(user.pk)
+        ).update(object_repr=f"user #{user.pk} (erased)")
+        user.delete()
+    return UserErasure(user_id=user_id, reviews_removed=len(reviews), events_redacted=redacted)

@@ -43,9 +43,10 @@ class ReviewEdited(ReviewEvent):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReviewRemoved(ReviewEvent):
-    """The review no longer counts: its author deleted it or staff hid it."""
+    """The review no longer counts: its author deleted it, staff hid it, or
+    its author was erased (``user_erase``)."""
 
     event_type: ClassVar[str] = "ReviewRemoved"
     rating: int
-    reason: str  # "author" or "moderation"
+    reason: str  # "author", "moderation" or "erasure"
     counted: bool = True  # False when an author deletes a review staff had hidden

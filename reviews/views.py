@@ -1,21 +1,63 @@
 """The review form's POST: add the review, then show the product page, which
 waits until the read model shows the new review."""
 
+import functools
+import logging
+from collections.abc import Callable
+
 from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from catalog.errors import DomainError, NotFound
 from projections.receivers import capture_positions
-from projections.views import read_model_page, remember_pending_write, render_product_page
+from projections.views import RETRY_AFTER_SECONDS, remember_pending_write, render_product_page
 from reviews import services
 from reviews.forms import ReviewForm
 
+logger = logging.getLogger(__name__)
+
+
+def not_saved_on_database_error(
+    view: Callable[[HttpRequest, int], HttpResponse],
+) -> Callable[[HttpRequest, int], HttpResponse]:
+    """Answer 503 with ``Retry-After``, saying the review was not saved, when
+    a database fails while a review is posted: the write database (the
+    session, the user, the command) or the read one (the page of a refused
+    form). The command's transaction rolled back, so nothing was stored, and
+    the success redirect is never sent.
+
+    The page touches neither the session nor the user: both live in the
+    write database, which may be the one that failed. A connection lost
+    while the COMMIT was on its way leaves the outcome unknown; posting
+    again then answers "already reviewed" if it was stored.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, product_id: int) -> HttpResponse:
+        try:
+            return view(request, product_id)
+        except DatabaseError as error:
+            logger.warning("A review could not be saved: %r", error)
+            context = {
+                "product_id": product_id,
+                "rating": request.POST.get("rating", ""),
+                "title": request.POST.get("title", ""),
+                "body": request.POST.get("body", ""),
+                "messages": (),  # kept in the session, which may be out of reach
+            }
+            response = render(request, "reviews/not_saved.html", context, status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
+
 
 @require_POST
-@read_model_page
+@not_saved_on_database_error
 def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
     product_page = reverse("product-detail", args=[product_id])
     if not request.user.is_authenticated:

@@ -34,6 +34,8 @@ def free_port() -> int:
 def database_url(alias: str, *, port: int | None = None) -> str:
     """The URL of the test database behind ``alias``; ``port`` reaches it through a proxy."""
     settings = connections[alias].settings_dict
+    if connections[alias].vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
     user = settings.get("USER") or "postgres"
     password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
     host = settings.get("HOST") or "127.0.0.1"

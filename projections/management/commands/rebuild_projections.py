@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from projections.projectors import PROJECTIONS
-from projections.rebuild import rebuild
+from projections.rebuild import RebuildRunning, rebuild
 
 
 class Command(BaseCommand):
@@ -51,6 +51,8 @@ class Command(BaseCommand):
                 progress=reporter.update,
                 log=self.stdout.write,
             )
+        except RebuildRunning as running:
+            raise CommandError(str(running)) from None
         finally:
             reporter.close()
         elapsed = time.monotonic() - started
