@@ -4,6 +4,7 @@ One ``env`` object reads the environment. With nothing set, Storefront runs on
 its embedded default: two SQLite files under ``var/`` and no broker.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "catalog",
     "reviews",
     "projections",
@@ -43,6 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Sends nothing until SECURE_CSP is set (production sets it).
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -112,6 +116,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/products/"
 LOGOUT_REDIRECT_URL = "/products/"
@@ -138,6 +147,26 @@ REST_FRAMEWORK = {
         "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
     },
 }
+# Behind N reverse proxies that each append the address they saw to
+# X-Forwarded-For, the client's address is the N-th from the right; with 0 the
+# header is the client's own say and is never believed. The API's throttles,
+# the login lockouts and /healthz's internal callers all use this one rule.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+
+# Sign-ins, on the site's page and the admin's (django-axes): LOGIN_FAILURE_LIMIT
+# failures for one username from one address lock that pair out for
+# LOGIN_COOLOFF_MINUTES (each try meanwhile starts the wait again); other users
+# and the same user elsewhere sign in as usual. Attempts are kept in the write
+# database, not in the cache, which fails open when Redis is down.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_address"
+AXES_LOCKOUT_CALLABLE = "config.security.sign_in_locked_out"
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Storefront API",
     "DESCRIPTION": "Product pages served from a CQRS read model.",

@@ -17,3 +17,5 @@ REST_FRAMEWORK = {
 }
 PROJECTION_RETRY_BASE_SECONDS = 0.0
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)
+# Fewer failed sign-ins before a lockout, so the tests reach it quickly.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=3)
