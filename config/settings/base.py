@@ -223,6 +223,15 @@ READ_MODEL_CURRENCY = env.str("READ_MODEL_CURRENCY", default="EUR")
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)
 HEALTH_MAX_LAG_SECONDS = env.float("HEALTH_MAX_LAG_SECONDS", default=60.0)
+# /healthz gives its reasons and figures to staff and to callers from these
+# networks (CIDRs; the address by TRUSTED_PROXY_COUNT's rule); others get the
+# status alone. Its lag query counts at most HEALTH_LAG_COUNT_CAP events and
+# runs at most once per HEALTH_LAG_CACHE_SECONDS in a process.
+HEALTH_INTERNAL_NETWORKS: list[str] = env.list(
+    "HEALTH_INTERNAL_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+HEALTH_LAG_COUNT_CAP = env.int("HEALTH_LAG_COUNT_CAP", default=10_000)
+HEALTH_LAG_CACHE_SECONDS = env.float("HEALTH_LAG_CACHE_SECONDS", default=1.0)
 
 LOGGING = {
     "version": 1,
