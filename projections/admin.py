@@ -89,7 +89,7 @@ class ParkedEventAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         """A staff member without the permission sees no actions; one who posts
-        an action anyway gets 403 rather than the admin's "No action selected"."""
+        an action anyway gets 403, not the list again as if nothing was asked."""
         if (
             request.method == "POST"
             and "action" in request.POST
