@@ -1,4 +1,5 @@
-"""Catalog commands over HTTP (staff only): change a product's price or stock.
+"""Catalog commands over HTTP (staff with ``catalog.change_product``, as in the
+admin): change a product's price or stock.
 
 Command views call a service and nothing else. The service's domain errors
 become 4xx answers; a refused command wrote nothing, no row and no event.
@@ -174,8 +175,17 @@ def product_id_parameter() -> OpenApiParameter:
     return OpenApiParameter("product_id", int, OpenApiParameter.PATH, description="The product id.")
 
 
+class CanChangeProducts(BasePermission):
+    message = "Changing products needs the catalog.change_product permission."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.user.has_perm("catalog.change_product")
+
+
 class StaffCommandView(CommandView):
-    permission_classes = (IsAuthenticated, IsAdminUser)
+    """Staff with the catalog permission, as the admin asks of them."""
+
+    permission_classes = (IsAuthenticated, IsAdminUser, CanChangeProducts)
 
 
 class PlainDecimalField(serializers.DecimalField):
@@ -218,7 +228,7 @@ class StockChangeResultSerializer(serializers.Serializer):
 class ProductPriceView(StaffCommandView):
     @extend_schema(
         operation_id="products_price_change",
-        summary="Change a product's price (staff)",
+        summary="Change a product's price (staff with catalog.change_product)",
         parameters=[product_id_parameter(), *answer_headers(throttled=True)],
         request=PriceChangeSerializer,
         responses={
@@ -242,7 +252,7 @@ class ProductPriceView(StaffCommandView):
 class ProductStockView(StaffCommandView):
     @extend_schema(
         operation_id="products_stock_change",
-        summary="Change a product's stock quantity (staff)",
+        summary="Change a product's stock quantity (staff with catalog.change_product)",
         parameters=[product_id_parameter(), *answer_headers(throttled=True)],
         request=StockChangeSerializer,
         responses={

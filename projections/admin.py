@@ -1,14 +1,16 @@
 """Operations in the admin, staff only: projector status, parked events, rebuilds.
 
 Everything here reads the read database; the only writes are the engine's
-own retry and skip of a parked event.
+own retry and skip of a parked event, which need the
+``projections.resolve_parkedevent`` permission besides staff status.
 """
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -80,13 +82,31 @@ class ParkedEventAdmin(ReadOnlyAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
 
-    @admin.action(description="Retry the selected parked events")
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.resolve_parkedevent")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A staff member without the permission sees no actions; one who posts
+        an action anyway gets 403, not the list again as if nothing was asked."""
+        if (
+            request.method == "POST"
+            and "action" in request.POST
+            and not self.has_resolve_permission(request)
+        ):
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(permissions=["resolve"], description="Retry the selected parked events")
     def retry(self, request: HttpRequest, queryset: QuerySet[ParkedEvent]) -> None:
         for parked in queryset.filter(status=ParkedEvent.Status.PARKED):
             retry_parked(parked.pk)
             self.message_user(request, f"{parked}: its partition will try it again.")
 
-    @admin.action(description="Skip the selected parked events (never apply them)")
+    @admin.action(
+        permissions=["resolve"], description="Skip the selected parked events (never apply them)"
+    )
     def skip(self, request: HttpRequest, queryset: QuerySet[ParkedEvent]) -> None:
         for parked in queryset.filter(status=ParkedEvent.Status.PARKED):
             skip_parked(parked.pk)

@@ -1,5 +1,6 @@
 """System checks for settings that would make projections wrong or slow."""
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -46,4 +47,23 @@ def check_projection_settings(app_configs: Any, **kwargs: Any) -> list[CheckMess
         messages.append(Error("PROJECTION_BATCH_SIZE must be at least 1.", id="storefront.E004"))
     if settings.PROJECTION_MAX_ATTEMPTS < 1:
         messages.append(Error("PROJECTION_MAX_ATTEMPTS must be at least 1.", id="storefront.E005"))
+    return messages
+
+
+@register()
+def check_health_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for cidr in settings.HEALTH_INTERNAL_NETWORKS:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            messages.append(
+                Error(
+                    f"HEALTH_INTERNAL_NETWORKS: {cidr!r} is not a network.",
+                    hint="Give CIDRs such as 10.0.0.0/8 or fd00::/8, separated by commas.",
+                    id="storefront.E006",
+                )
+            )
+    if settings.HEALTH_LAG_COUNT_CAP < 1:
+        messages.append(Error("HEALTH_LAG_COUNT_CAP must be at least 1.", id="storefront.E007"))
     return messages

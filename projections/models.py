@@ -277,6 +277,8 @@ class ParkedEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["projector", "partition", "status"], name="parked_open")]
+        # Retrying or skipping changes what the read side shows; viewing is for all staff.
+        permissions = [("resolve_parkedevent", "Can retry or skip parked events")]
 
     def __str__(self) -> str:
         return f"{self.projector}[{self.partition}] #{self.position} {self.event_type}"

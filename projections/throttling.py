@@ -1,10 +1,11 @@
 """A per-client rate limit for the public query endpoints and pages.
 
-Queries need no account, so they are counted per client address: the
-connection's own (``REMOTE_ADDR``), or the one a trusted proxy in front put in
-``X-Forwarded-For`` when ``TRUSTED_PROXY_COUNT`` says how many proxies there
-are. A client-sent header is never believed otherwise, so it cannot spread
-its requests over made-up addresses. The count is one Redis round trip per
+Queries need no account, so they are counted per client address
+(``config.security.client_address``: the connection's own, or the one a
+trusted proxy in front put in ``X-Forwarded-For`` when
+``TRUSTED_PROXY_COUNT`` says how many proxies there are). A client-sent header
+is never believed otherwise, so it cannot spread its requests over made-up
+addresses. The count is one Redis round trip per
 request in a fixed window (``QUERY_THROTTLE_RATE``, e.g. ``100/s``); while
 Redis is down it fails open, and without Redis each process counts alone.
 """
@@ -17,6 +18,7 @@ from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
 from config.cache import count_hit
+from config.security import client_address
 
 KEY = "throttle:queries:{client}:{window}"
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -28,18 +30,6 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
         return None
     count, _, period = rate.partition("/")
     return int(count), PERIODS[period[:1]]
-
-
-def client_address(request: HttpRequest) -> str:
-    """The client's address: ``REMOTE_ADDR``, or with ``TRUSTED_PROXY_COUNT``
-    proxies in front, the address the outermost of them saw."""
-    remote = str(request.META.get("REMOTE_ADDR", ""))
-    proxies = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if proxies <= 0 or not forwarded:
-        return remote
-    hops = [hop.strip() for hop in str(forwarded).split(",")]
-    return hops[-min(proxies, len(hops))] or remote
 
 
 class Verdict:

@@ -3,6 +3,7 @@ waits until the read model shows the new review."""
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 
 from django.contrib.auth.views import redirect_to_login
@@ -16,6 +17,7 @@ from catalog.errors import DomainError, NotFound
 from projections.receivers import capture_positions
 from projections.views import RETRY_AFTER_SECONDS, remember_pending_write, render_product_page
 from reviews import services
+from reviews.apis import ReviewCreateView
 from reviews.forms import ReviewForm
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,26 @@ def not_saved_on_database_error(
     return wrapper
 
 
+TOO_MANY_REVIEWS = "You have posted too many reviews just now. Please try again in {seconds} s."
+
+
+def over_review_rate(request: HttpRequest) -> int | None:
+    """Seconds this user must wait before reviewing again, or None if they may.
+
+    The form counts with the API's own throttles for ``POST /api/reviews/``
+    (the "reviews" rate, per user, in the shared cache), so the form and the
+    API together never pass that rate. Like the API, every post counts,
+    valid or not.
+    """
+    view = ReviewCreateView()
+    for throttle_class in view.throttle_classes:
+        throttle = throttle_class()
+        # DRF's throttles read only request.user and request.META.
+        if not throttle.allow_request(request, view):  # type: ignore[arg-type]
+            return max(1, math.ceil(throttle.wait() or 1))
+    return None
+
+
 @require_POST
 @not_saved_on_database_error
 def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
@@ -63,6 +85,13 @@ def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(product_page)
     form = ReviewForm(request.POST)
+    wait = over_review_rate(request)
+    if wait is not None:
+        form.is_valid()  # show the form again as typed, with its own errors too
+        form.add_error(None, TOO_MANY_REVIEWS.format(seconds=wait))
+        response = render_product_page(request, product_id, review_form=form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if form.is_valid():
         try:
             with capture_positions() as positions:

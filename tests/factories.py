@@ -12,7 +12,7 @@ from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 from catalog import services as catalog_services
 from catalog.models import Product, Seller
@@ -101,6 +101,22 @@ def product(
 def user(*, username: str | None = None, is_staff: bool = False) -> User:
     overrides = {"username": username} if username is not None else {}
     return UserFactory.create(is_staff=is_staff, **overrides)
+
+
+def grant(user: Any, *permissions: str) -> None:
+    """Give ``user`` permissions named as ``has_perm`` takes them: ``"catalog.change_product"``."""
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+
+
+def catalog_staff(*, username: str | None = None) -> User:
+    """A staff member who may change products (price and stock), not a superuser."""
+    member = user(username=username, is_staff=True)
+    grant(member, "catalog.change_product")
+    return member
 
 
 def review(

@@ -2,11 +2,14 @@
 
 import contextlib
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Max, Model
+from django.utils import timezone
 
 from catalog.models import PriceChange, Product, Recommendation, Seller
+from catalog.signals import command_transaction
 from projections.models import Event
 from reviews.models import Review
 
@@ -57,3 +60,22 @@ def records_one_event(event_type: str, stream_type: str, version: int = 1) -> It
     assert [(e.event_type, e.stream_type, e.version) for e in recorded] == [
         (event_type, stream_type, version)
     ]
+
+
+def record_old_events(count: int, *, age: timedelta) -> None:
+    """``count`` events that occurred ``age`` ago, for a projector to be
+    behind by (the log is append-only: no event can be backdated later).
+    Their payloads are empty: no projector applies them in such a test."""
+    kinds = (("seller", "SellerRegistered"), ("product", "ProductCreated"))
+    occurred_at = timezone.now() - age
+    with command_transaction():
+        for n in range(count):
+            stream_type, event_type = kinds[n % 2]
+            Event.objects.create(
+                stream_type=stream_type,
+                stream_id=n + 1,
+                event_type=event_type,
+                version=1,
+                payload={},
+                occurred_at=occurred_at,
+            )

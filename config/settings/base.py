@@ -4,6 +4,7 @@ One ``env`` object reads the environment. With nothing set, Storefront runs on
 its embedded default: two SQLite files under ``var/`` and no broker.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "catalog",
     "reviews",
     "projections",
@@ -43,6 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Sends nothing until SECURE_CSP is set (production sets it).
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -112,6 +116,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/products/"
 LOGOUT_REDIRECT_URL = "/products/"
@@ -137,16 +146,29 @@ REST_FRAMEWORK = {
         "reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min"),
         "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
     },
-    # Client addresses come from REMOTE_ADDR, or from X-Forwarded-For only as
-    # far as that many trusted proxies wrote it: a client's own header is
-    # never believed.
-    "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
-# How many proxies in front of the site write X-Forwarded-For (0: none; then
-# the header is ignored). Rate limits count per client address.
-TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
 # Anonymous queries (API and pages) per client address; "" for no limit.
 QUERY_THROTTLE_RATE = env.str("QUERY_THROTTLE_RATE", default="100/s")
+# Behind N reverse proxies that each append the address they saw to
+# X-Forwarded-For, the client's address is the N-th from the right; with 0 the
+# header is the client's own say and is never believed. The API's throttles,
+# the login lockouts and /healthz's internal callers all use this one rule.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+
+# Sign-ins, on the site's page and the admin's (django-axes): LOGIN_FAILURE_LIMIT
+# failures for one username from one address lock that pair out for
+# LOGIN_COOLOFF_MINUTES (each try meanwhile starts the wait again); other users
+# and the same user elsewhere sign in as usual. Attempts are kept in the write
+# database, not in the cache, which fails open when Redis is down.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_address"
+AXES_LOCKOUT_CALLABLE = "config.security.sign_in_locked_out"
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Storefront API",
     "DESCRIPTION": "Product pages served from a CQRS read model.",
@@ -211,6 +233,15 @@ HEALTH_MAX_LAG_SECONDS = env.float("HEALTH_MAX_LAG_SECONDS", default=60.0)
 # An event writer's transaction open longer than this holds every projector
 # back: /healthz and projection_status report it as a stalled reader.
 PROJECTION_STALL_SECONDS = env.float("PROJECTION_STALL_SECONDS", default=10.0)
+# /healthz gives its reasons and figures to staff and to callers from these
+# networks (CIDRs; the address by TRUSTED_PROXY_COUNT's rule); others get the
+# status alone. Its lag query counts at most HEALTH_LAG_COUNT_CAP events and
+# runs at most once per HEALTH_LAG_CACHE_SECONDS in a process.
+HEALTH_INTERNAL_NETWORKS: list[str] = env.list(
+    "HEALTH_INTERNAL_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+HEALTH_LAG_COUNT_CAP = env.int("HEALTH_LAG_COUNT_CAP", default=10_000)
+HEALTH_LAG_CACHE_SECONDS = env.float("HEALTH_LAG_CACHE_SECONDS", default=1.0)
 
 LOGGING = {
     "version": 1,

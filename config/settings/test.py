@@ -20,3 +20,5 @@ PROJECTION_RETRY_BASE_SECONDS = 0.0
 # tests of the limit itself meet it.
 QUERY_THROTTLE_RATE = env.str("QUERY_THROTTLE_RATE", default="100000/s")
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)
+# Fewer failed sign-ins before a lockout, so the tests reach it quickly.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=3)

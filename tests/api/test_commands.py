@@ -496,6 +496,23 @@ def test_catalog_commands_are_for_staff_only(api, as_user, product, url, payload
 
 
 @pytest.mark.parametrize(("url", "payload"), [(PRICE, {"price": "5.00"}), (STOCK, {"quantity": 3})])
+def test_catalog_commands_need_the_change_product_permission_not_just_staff(product, url, payload):
+    path = url.format(product_id=product.pk)
+    staff_only = APIClient()
+    staff_only.force_authenticate(factories.user(is_staff=True))
+    with nothing_written():
+        refused = staff_only.post(path, payload, format="json")
+    assert refused.status_code == 403
+    assert "catalog.change_product" in refused.json()["detail"]
+    assert_documented(refused, url, "POST")
+    allowed = APIClient()
+    allowed.force_authenticate(factories.catalog_staff())
+    response = allowed.post(path, payload, format="json")
+    assert response.status_code == 202
+    assert_documented(response, url, "POST")
+
+
+@pytest.mark.parametrize(("url", "payload"), [(PRICE, {"price": "5.00"}), (STOCK, {"quantity": 3})])
 @pytest.mark.parametrize("product_id", [999_999, 2**63, 10**30])
 def test_catalog_commands_on_unknown_products_are_a_404(
     as_staff, product, url, payload, product_id

@@ -56,7 +56,7 @@ def test_a_made_up_forwarded_for_header_does_not_make_a_new_client(api, limited)
 
 
 def test_behind_a_trusted_proxy_the_address_it_saw_is_the_client(api, limited, settings):
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}  # TRUSTED_PROXY_COUNT
     proxy = an_address()
     first, second = an_address(), an_address()
 

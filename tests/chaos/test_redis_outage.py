@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from catalog.models import Product
 from projections import eventlog
 from projections.models import Event
+from tests import factories
 from tests.chaos import tally
 from tests.chaos.verify import assert_no_drift
 from tests.projections.history import Writer, make_users, seed_catalog
@@ -57,7 +58,7 @@ def test_commands_go_on_while_redis_is_down_and_the_workers_resume(broker, tmp_p
     seed_catalog(rng, products=20)
     model = get_user_model()
     reviewers = [model.objects.create_user(username=f"http{n}") for n in range(12)]
-    staff = api_client(model.objects.create_user(username="http-staff", is_staff=True))
+    staff = api_client(factories.catalog_staff(username="http-staff"))
     product_ids = list(Product.objects.values_list("pk", flat=True))
     env = process_env(broker.url)
     worker = start_worker(env, "steady", tmp_path / "worker.log")

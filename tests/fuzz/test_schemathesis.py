@@ -59,8 +59,9 @@ def _short_consistency_waits(settings):
 @pytest.fixture
 def world(django_user_model, monkeypatch):
     """A projected shop, and request headers for nobody, a signed-in user (who
-    has written a review) and a staff member. Unthrottled: the throttles have
-    tests of their own, and a 429 would hide every other answer."""
+    has written a review) and a staff member who may change products.
+    Unthrottled: the throttles have tests of their own, and a 429 would hide
+    every other answer."""
     monkeypatch.setattr(
         ScopedRateThrottle, "THROTTLE_RATES", {"reviews": "100000/min", "commands": "100000/min"}
     )
@@ -70,6 +71,8 @@ def world(django_user_model, monkeypatch):
         users[name] = django_user_model.objects.create_user(
             username=f"fuzz-{name}", is_staff=name == "staff"
         )
+        if name == "staff":
+            factories.grant(users[name], "catalog.change_product")
         headers[name] = {"Authorization": f"Token {Token.objects.create(user=users[name]).key}"}
     product = factories.product(price="19.99", stock=10)
     factories.product(price="5.00", stock=0)

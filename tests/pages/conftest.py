@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import cache
 
 from projections.views import fragments
 
@@ -8,3 +9,11 @@ def _no_cached_fragments():
     fragments.clear()
     yield
     fragments.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """The review form counts posts in the cache, like the API; each test starts from zero."""
+    cache.clear()
+    yield
+    cache.clear()

@@ -7,15 +7,18 @@ import pytest
 from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from catalog import errors
 from catalog import services as catalog_services
 from projections.engine import project_all
 from projections.models import Event
 from reviews.models import Review
+from reviews.views import TOO_MANY_REVIEWS
 from tests import factories
 from tests.api.factories import ProductRowFactory, SellerRowFactory, price_history, review
 from tests.api.projector import projector_running
+from tests.support import nothing_written
 
 both_databases = pytest.mark.django_db(databases=["default", "read"])
 SVG = "{http://www.w3.org/2000/svg}"
@@ -330,6 +333,44 @@ def test_a_second_review_shows_the_conflict_on_the_form(client, user, product):
     assert response.status_code == 400
     assert errors.REVIEW_EXISTS.replace("'", "&#x27;") in text(response)
     assert Event.objects.count() == events
+
+
+@both_databases
+def test_the_form_and_the_api_together_keep_to_the_review_rate(client, user, settings):
+    allowed = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["reviews"].split("/")[0])
+    products = [factories.product() for _ in range(allowed + 2)]
+    for product in products:
+        ProductRowFactory(product_id=product.pk, name=product.name, price=product.price)
+    api = APIClient()
+    api.force_authenticate(user)
+    client.force_login(user)
+    for product in products[: allowed - 1]:
+        posted = api.post(
+            "/api/reviews/", {"product": product.pk, "rating": 4, "body": "Posted by the API."}
+        )
+        assert posted.status_code == 201
+    last = client.post(
+        f"/products/{products[allowed - 1].pk}/reviews/",
+        {"rating": "5", "body": "The last one allowed."},
+    )
+    assert last.status_code == 302
+
+    with nothing_written():
+        over = client.post(
+            f"/products/{products[allowed].pk}/reviews/",
+            {"rating": "3", "body": "One review too many."},
+        )
+        by_api = api.post(
+            "/api/reviews/", {"product": products[-1].pk, "rating": 4, "body": "Also too many."}
+        )
+    assert over.status_code == 429
+    assert over["Content-Type"].startswith("text/html")
+    wait = int(over["Retry-After"])
+    assert wait > 0
+    page = text(over)
+    assert TOO_MANY_REVIEWS.format(seconds=wait) in page
+    assert ">One review too many.</textarea>" in page, "what was typed is kept"
+    assert by_api.status_code == 429
 
 
 @both_databases

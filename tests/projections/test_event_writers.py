@@ -13,12 +13,14 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import DatabaseError, connection, connections, transaction
+from django.test import Client
 
 from catalog import services
 from catalog.models import Seller
 from catalog.signals import EventWriterTooLate, command_transaction
 from projections import eventlog
 from projections.eventlog import LogPosition
+from projections.health import lag_cache
 from projections.models import Event
 from tests.factories import ProductFactory
 from tests.projections.processes import database_url
@@ -107,6 +109,8 @@ def test_an_announced_writer_holds_readers_back_until_it_ends_and_is_reported_as
         held_back = eventlog.read_events(start, 100)
         stalled = eventlog.stalled_writers(settings.PROJECTION_STALL_SECONDS)
         status = _projection_status()
+        lag_cache.clear()
+        health = Client().get("/healthz")  # from 127.0.0.1: an internal caller
     finally:
         may_end.set()
         thread.join(WAIT_SECONDS)
@@ -119,6 +123,11 @@ def test_an_announced_writer_holds_readers_back_until_it_ends_and_is_reported_as
     assert stalled[0].pid != connection.cursor().connection.info.backend_pid
     assert status.code == 1
     assert f"stalled behind pid {stalled[0].pid} (idle in transaction for" in status.out
+    assert health.status_code == 503
+    assert any(
+        reason.startswith(f"projectors stalled behind pid {stalled[0].pid} (idle in transaction")
+        for reason in health.json()["reasons"]
+    ), health.json()
     assert [e.stream_id for e in after] == [early.pk, late.pk]
     assert eventlog.stalled_writers(0) == []
 

@@ -25,6 +25,7 @@ def databases(monkeypatch):
 def test_the_test_configuration_passes():
     assert checks.check_databases(None) == []
     assert checks.check_projection_settings(None) == []
+    assert checks.check_health_settings(None) == []
 
 
 @pytest.mark.django_db(databases=["default", "read"])  # model checks ask about JSON support
@@ -63,5 +64,22 @@ def test_impossible_projection_settings_are_errors(monkeypatch, setting, value, 
     monkeypatch.setattr(settings, setting, value)
 
     assert check_id in ids(checks.check_projection_settings(None))
+    with pytest.raises(SystemCheckError, match=check_id):
+        call_command("check")
+
+
+@pytest.mark.django_db(databases=["default", "read"])
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id"),
+    [
+        ("HEALTH_INTERNAL_NETWORKS", ["10.0.0.0/8", "not-a-network"], "storefront.E006"),
+        ("HEALTH_INTERNAL_NETWORKS", ["10.0.0.0/33"], "storefront.E006"),
+        ("HEALTH_LAG_COUNT_CAP", 0, "storefront.E007"),
+    ],
+)
+def test_impossible_health_settings_are_errors(monkeypatch, setting, value, check_id):
+    monkeypatch.setattr(settings, setting, value)
+
+    assert ids(checks.check_health_settings(None)) == [check_id]
     with pytest.raises(SystemCheckError, match=check_id):
         call_command("check")

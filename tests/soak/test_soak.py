@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Product, Seller
+from tests import factories
 from tests.chaos.verify import assert_no_drift
 from tests.projections.history import seed_catalog
 from tests.projections.processes import (
@@ -134,7 +135,7 @@ def test_mixed_load_against_gunicorn_with_zero_errors_bounded_lag_and_no_drift(t
     reviewers = [
         Token.objects.create(user=users.create_user(username=f"soak{n}")).key for n in range(20)
     ]
-    staff = Token.objects.create(user=users.create_user(username="soak-staff", is_staff=True)).key
+    staff = Token.objects.create(user=factories.catalog_staff(username="soak-staff")).key
     product_ids = list(Product.objects.values_list("pk", flat=True))
     seller_ids = list(Seller.objects.values_list("pk", flat=True))
     # No broker: run_projectors projects, and each web worker counts throttles alone.
