@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -24,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from catalog import services
+from catalog import errors, services
 from catalog.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
 from projections.consistency import issue_token
 from projections.eventlog import START, LogPosition
@@ -63,6 +64,10 @@ def domain_errors() -> Iterator[None]:
         raise ConflictError(error.message) from error
     except DomainError as error:
         raise exceptions.ValidationError({"non_field_errors": [error.message]}) from error
+    except IntegrityError as error:
+        # A constraint checked at commit (a deferred foreign key): what the
+        # command referred to went away meanwhile, say the author was erased.
+        raise ConflictError(errors.CHANGED_MEANWHILE) from error
 
 
 def _log_tail() -> LogPosition:

@@ -15,6 +15,7 @@ from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils.html import escape
 
+from catalog import errors
 from catalog.errors import NotFound
 from catalog.models import PriceChange, Product, Recommendation, Seller
 from catalog.services import product_set_recommendations
@@ -447,3 +448,23 @@ def test_the_admin_says_when_an_erasure_is_refused(admin_client, monkeypatch):
     assert escape(f"Not erased: {services.errors.USER_BUSY}") in response.content.decode()
     assert get_user_model().objects.filter(pk=review.author_id).exists()
     assert not LogEntry.objects.filter(object_id=str(review.author_id)).exists()
+
+
+def test_a_review_posted_by_a_user_erased_meanwhile_is_a_409_and_leaves_nothing():
+    """Signed in when the request began, erased before its command committed:
+    the author's row is gone when the review's foreign key is checked."""
+    from rest_framework.test import APIClient
+
+    product = ProductFactory.create()
+    author = UserFactory.create()
+    user_erase(user_id=author.pk)
+    client = APIClient()
+    client.force_authenticate(author)  # the request's user, loaded before the erasure
+
+    with nothing_written():
+        response = client.post(
+            "/api/reviews/", {"product": product.pk, "rating": 5, "body": "Lovely kettle."}
+        )
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": errors.CHANGED_MEANWHILE}
