@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 which="${1:-all}"
 [ $# -gt 0 ] && shift
+case "$which" in
+  all | postgres | sqlite) ;;
+  *)
+    echo "usage: scripts/test.sh [all|postgres|sqlite] [pytest arguments]" >&2
+    exit 2
+    ;;
+esac
 
 run_pytest() {
   # pytest exits 5 when it ran no test: that is a failure here.
