@@ -23,6 +23,7 @@ from psycopg import sql
 from projections.engine import CHECKPOINTS_CHANNEL
 from projections.eventlog import START, LogPosition
 from projections.models import Checkpoint
+from projections.pg import connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,13 @@ def wait_for(token: LogPosition, projector: str = PRODUCTS, timeout: float | Non
     return _wait_polling(token, projector, deadline)
 
 
-def _listener_params() -> dict[str, Any]:
-    params: dict[str, Any] = connections[READ_DB].get_connection_params()
-    for django_only in ("cursor_factory", "context", "prepare_threshold", "pool"):
-        params.pop(django_only, None)
+def _listener_params(connect_timeout: int) -> dict[str, Any]:
+    """The read database's, the URL's options included; the URL's
+    ``connect_timeout`` when it is the shorter."""
+    params = connection_params(READ_DB)
+    configured = int(params.get("connect_timeout") or 0)
+    if not 0 < configured < connect_timeout:
+        params["connect_timeout"] = connect_timeout
     return params
 
 
@@ -97,9 +101,7 @@ def _wait_listening(token: LogPosition, projector: str, deadline: float) -> bool
     """
     remaining = deadline - time.monotonic()
     connect_timeout = max(2, math.ceil(remaining))
-    with psycopg.connect(
-        **_listener_params(), autocommit=True, connect_timeout=connect_timeout
-    ) as listener:
+    with psycopg.connect(**_listener_params(connect_timeout), autocommit=True) as listener:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHECKPOINTS_CHANNEL)))
         while True:
             # Checked after LISTEN, so a commit before it is seen here and

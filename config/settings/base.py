@@ -5,6 +5,7 @@ its embedded default: two SQLite files under ``var/`` and no broker.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -87,10 +88,12 @@ def _sqlite(path: Path) -> dict[str, object]:
 def _database(var: str, sqlite_file: str) -> dict[str, object]:
     if var not in env:
         return _sqlite(VAR_DIR / sqlite_file)
-    config: dict[str, object] = env.db_url(var)
+    config: dict[str, Any] = env.db_url(var)
     if config["ENGINE"] == "django.db.backends.postgresql":
         pooled = env.bool("DATABASE_POOL", default=False)
-        config["OPTIONS"] = {"pool": pooled}
+        # Beside the URL's own options (?sslmode=...&connect_timeout=...), which
+        # reach every connection: Django's, its pool's and the LISTEN ones.
+        config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pooled}
         config["CONN_HEALTH_CHECKS"] = True
         if not pooled:
             # Persistent connections: a Celery worker runs a task per commit, and
