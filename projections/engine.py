@@ -160,14 +160,25 @@ def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     hold back the log horizon of readers on the same server while it loads.
     A dead worker's lock goes with its connection. On SQLite the batch's
     IMMEDIATE transaction already holds the database's write lock.
+
+    The same statement relaxes the batch's durability: its commit skips the
+    fsync wait, so a crash can lose only the last batches, rows and
+    checkpoint together, and the log replays them. For this transaction only
+    (``set_config(..., true)``): a later transaction on the connection, and
+    the next borrower of a pooled one (``DATABASE_POOL``), commit durably.
     """
     connection = connections[READ_DB]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_lock_key(name), partition])
+            cursor.execute(_TAKE_PARTITION_SQL, [_lock_key(name), partition])
             if not cursor.fetchone()[0]:
                 return None
     return Checkpoint.objects.filter(projector=name, partition=partition).first()
+
+
+_TAKE_PARTITION_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+)
 
 
 def _wait_for_checkpoint(name: str, partition: int) -> Checkpoint:
@@ -336,7 +347,6 @@ def run_batch(
             if checkpoint is not None and _unchanged(checkpoint, peek):
                 if kept != _kept_at(checkpoint):
                     instance.forget()
-                _relax_durability()
                 _apply_all(instance, batch)
                 _advance(checkpoint, batch, owner)
                 advanced = checkpoint
@@ -463,21 +473,6 @@ def _unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
         and checkpoint.halted_at_position is None
         and checkpoint.failures == peek.failures
     )
-
-
-def _relax_durability() -> None:
-    """Skip the fsync wait on commit: a crash can lose only the last batches,
-    rows and checkpoint together, and the log replays them. Set once per
-    connection: only projectors write through the read alias."""
-    connection = connections[READ_DB]
-    if connection.vendor != "postgresql":
-        return
-    raw = connection.connection
-    if getattr(raw, "storefront_relaxed", False):
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit = off")
-    raw.storefront_relaxed = True
 
 
 def _recover(

@@ -2,12 +2,14 @@ import random
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import close_old_connections, connections
 
 from projections import engine
 from projections.engine import Outcome, project_all, retry_parked, run_batch, skip_parked
 from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
+from projections.pg import connection_params
 from projections.projectors import PROJECTIONS
 from projections.projectors.products import ProductProjection
 from tests.projections.history import (
@@ -354,3 +356,30 @@ def test_a_removed_recent_review_is_replaced_as_the_log_says_it_reads_now(batch_
     assert recent[3]["edited_at"] is not None
     assert (recent[4]["title"], recent[4]["body"]) == ("", "Written in version one.")
     assert_exact()
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_batch_skips_the_fsync_wait_and_leaves_no_session_state(monkeypatch):
+    """synchronous_commit is off inside every batch and for that transaction
+    only: the connection (with DATABASE_POOL, its next borrower) commits as the
+    server says after it."""
+    with psycopg.connect(**connection_params("read")) as fresh:
+        (server_default,) = fresh.execute("SHOW synchronous_commit").fetchall()[0]
+    seen: list[str] = []
+    real_flush = ProductProjection.flush
+
+    def flush_and_look(self):
+        with connections["read"].cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+        real_flush(self)
+
+    monkeypatch.setattr(ProductProjection, "flush", flush_and_look)
+    seed_catalog(random.Random(25), products=4)
+    project_all()
+    assert seen
+    assert set(seen) == {"off"}
+    with connections["read"].cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == server_default
