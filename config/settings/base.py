@@ -25,13 +25,14 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
     "catalog",
     "reviews",
     "projections",
+    # After catalog, whose runserver extends this app's (the first app listed wins).
+    "django.contrib.staticfiles",
 ]
 
 MIDDLEWARE = [
