@@ -83,14 +83,8 @@ def wait_for(token: LogPosition, projector: str = PRODUCTS, timeout: float | Non
     return _wait_polling(token, projector, deadline)
 
 
-def _listener_params(connect_timeout: int) -> dict[str, Any]:
-    """The read database's, the URL's options included; the URL's
-    ``connect_timeout`` when it is the shorter."""
-    params = connection_params(READ_DB)
-    configured = int(params.get("connect_timeout") or 0)
-    if not 0 < configured < connect_timeout:
-        params["connect_timeout"] = connect_timeout
-    return params
+def _listener_params() -> dict[str, Any]:
+    return connection_params(READ_DB)
 
 
 def _wait_listening(token: LogPosition, projector: str, deadline: float) -> bool:
@@ -101,7 +95,9 @@ def _wait_listening(token: LogPosition, projector: str, deadline: float) -> bool
     """
     remaining = deadline - time.monotonic()
     connect_timeout = max(2, math.ceil(remaining))
-    with psycopg.connect(**_listener_params(connect_timeout), autocommit=True) as listener:
+    params = _listener_params()
+    params.setdefault("connect_timeout", connect_timeout)  # the URL's, if it has one
+    with psycopg.connect(**params, autocommit=True) as listener:
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHECKPOINTS_CHANNEL)))
         while True:
             # Checked after LISTEN, so a commit before it is seen here and

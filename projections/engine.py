@@ -201,6 +201,11 @@ def ensure_checkpoints(projection: type[Projection]) -> None:
         Checkpoint.objects.get_or_create(projector=projection.name, partition=partition)
 
 
+_TAKE_PARTITION_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+)
+
+
 def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     """Take the partition for this transaction, or None when another worker has it.
 
@@ -223,11 +228,6 @@ def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
             if not cursor.fetchone()[0]:
                 return None
     return Checkpoint.objects.filter(projector=name, partition=partition).first()
-
-
-_TAKE_PARTITION_SQL = (
-    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
-)
 
 
 def _wait_for_checkpoint(name: str, partition: int) -> Checkpoint:

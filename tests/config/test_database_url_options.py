@@ -41,7 +41,7 @@ for alias in ("default", "read"):
     }
 listeners = {
     "events listener": listening_connection("default", "storefront_events"),
-    "checkpoint waiter": psycopg.connect(**consistency._listener_params(30), autocommit=True),
+    "checkpoint waiter": psycopg.connect(**consistency._listener_params(), autocommit=True),
 }
 for name, listener in listeners.items():
     parameters = listener.info.get_parameters()
