@@ -92,9 +92,14 @@ def _database(var: str, sqlite_file: str) -> dict[str, object]:
     config: dict[str, Any] = env.db_url(var)
     if config["ENGINE"] == "django.db.backends.postgresql":
         pooled = env.bool("DATABASE_POOL", default=False)
+        # Per alias and process. It opens connections as threads need them at
+        # once, up to the most threads of one process: run_projectors' (one
+        # per partition and one for the sellers), gunicorn's --threads.
+        size = env.int("DATABASE_POOL_MAX_SIZE", default=16)
+        pool = {"min_size": min(4, size), "max_size": size} if pooled else False
         # Beside the URL's own options (?sslmode=...&connect_timeout=...), which
         # reach every connection: Django's, its pool's and the LISTEN ones.
-        config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pooled}
+        config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pool}
         config["CONN_HEALTH_CHECKS"] = True
         if not pooled:
             # Persistent connections: a Celery worker runs a task per commit, and

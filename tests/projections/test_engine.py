@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,6 +23,7 @@ from tests.projections.history import (
     snapshot,
     wipe_read_side,
 )
+from tests.projections.processes import ROOT, process_env
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -553,3 +556,28 @@ def test_a_batch_skips_the_fsync_wait_and_leaves_no_session_state(monkeypatch):
     with connections["read"].cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == server_default
+
+
+@pytest.mark.postgres
+@both_databases
+@pytest.mark.parametrize("pool_size", ["16", "2"], ids=["default-pool", "pool-of-two"])
+def test_run_projectors_with_the_pool_on_projects_every_partition(pool_size):
+    """DATABASE_POOL=true and a thread per partition (five, with the sellers'):
+    every thread needs a connection of each alias while it projects. With a
+    pool smaller than that they take turns; none waits for ever."""
+    seed_catalog(random.Random(26), products=12)
+    env = process_env("", DATABASE_POOL="true", DATABASE_POOL_MAX_SIZE=pool_size)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "run_projectors", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = Event.objects.latest("position").position
+    assert set(Checkpoint.objects.values_list("position", flat=True)) == {last}
+    assert Checkpoint.objects.count() == sum(p.partition_count() for p in PROJECTIONS.values())
+    assert_exact()
