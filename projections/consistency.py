@@ -39,6 +39,7 @@ from psycopg import sql
 from projections.engine import CHECKPOINTS_CHANNEL
 from projections.eventlog import START, LogPosition
 from projections.models import Checkpoint
+from projections.pg import connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class CheckpointWatch:
                 while not self._retired():
                     for notify in listener.notifies(timeout=WATCH_TICK_SECONDS, stop_after=1):
                         self._apply(listener, notify.payload)
-        except psycopg.Error:
+        except Exception:  # the database, or anything else: waiters must not hang on it
             logger.warning("Cannot listen for checkpoints; queries will not wait.", exc_info=True)
             with self._condition:
                 if self._mine():
@@ -294,10 +295,12 @@ class CheckpointWatch:
     @contextlib.contextmanager
     def _listening(self) -> Iterator[psycopg.Connection[Any]]:
         params = _listener_params()
-        params.setdefault("connect_timeout", 2)
-        with psycopg.connect(
-            **params, autocommit=True, application_name=WATCH_APPLICATION_NAME
-        ) as listener:
+        params.setdefault("connect_timeout", 2)  # the URL's, if it has one
+        named = params.get("application_name")
+        params["application_name"] = (
+            f"{named}:{WATCH_APPLICATION_NAME}" if named else WATCH_APPLICATION_NAME
+        )
+        with psycopg.connect(**params, autocommit=True) as listener:
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHECKPOINTS_CHANNEL)))
             yield listener
 
@@ -331,7 +334,5 @@ watch = CheckpointWatch()
 
 
 def _listener_params() -> dict[str, Any]:
-    params: dict[str, Any] = connections[READ_DB].get_connection_params()
-    for django_only in ("cursor_factory", "context", "prepare_threshold", "pool"):
-        params.pop(django_only, None)
-    return params
+    """Every option of the read database's URL (``projections.pg``)."""
+    return connection_params(READ_DB)

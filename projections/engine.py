@@ -18,7 +18,11 @@ A handler that raises rolls the batch back; the engine then applies the
 events one at a time, commits those before the failing one, and counts a
 failed attempt on the checkpoint with a back-off. After
 ``PROJECTION_MAX_ATTEMPTS`` the event is parked and the partition halts
-behind it until someone retries or skips it; other partitions go on.
+behind it until someone retries or skips it; other partitions go on. An
+error of the infrastructure instead (a lost connection, a deadlock, a lock
+or statement timeout, Celery's soft time limit: ``is_infrastructure_error``)
+says nothing about the events: it rolls the batch back and goes up to the
+runner, which tries again later, and no attempt is counted.
 """
 
 import contextlib
@@ -37,8 +41,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, ClassVar
 
+import psycopg
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from projections import eventlog
@@ -147,9 +153,57 @@ class _HandlerFailed(Exception):
         self.error = error
 
 
+# SQLSTATE classes and codes that say nothing about the events: the connection
+# failed (08), the transaction lost a race (40: serialization failure,
+# deadlock), the server ran short (53) or was told to stop the statement or
+# the session (57: statement timeout, cancel, shutdown), a system error (58),
+# a lock timeout (55P03), an idle-in-transaction timeout (25P03).
+_INFRASTRUCTURE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_INFRASTRUCTURE_CODES = frozenset({"55P03", "25P03"})
+# Errors of the connection itself: Django's (either backend; SQLite's "database
+# is locked" too) and psycopg's when the server sent no SQLSTATE.
+_CONNECTION_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def is_infrastructure_error(error: BaseException) -> bool:
+    """Whether ``error`` is the infrastructure's, not the projector's: trying the
+    same events again later can succeed, so it must not count toward parking.
+
+    The chain of errors it was raised from counts too: a database error that a
+    handler's or flush's own query ran into is the database's. Where the server
+    gave a SQLSTATE it decides: a statement error that is not transient (an
+    integrity or data error, a value too large for an index: 23, 22, 54...)
+    fails the same way every time, and is counted like any handler error.
+    """
+    verdict = False
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, SoftTimeLimitExceeded):
+            return True
+        sqlstate = link.sqlstate if isinstance(link, psycopg.Error) else None
+        if sqlstate:
+            return sqlstate[:2] in _INFRASTRUCTURE_CLASSES or sqlstate in _INFRASTRUCTURE_CODES
+        if isinstance(link, _CONNECTION_ERRORS):
+            verdict = True  # unless the error it wraps has a SQLSTATE that says otherwise
+        link = link.__cause__ or link.__context__
+    return verdict
+
+
 def ensure_checkpoints(projection: type[Projection]) -> None:
     for partition in range(projection.partition_count()):
         Checkpoint.objects.get_or_create(projector=projection.name, partition=partition)
+
+
+_TAKE_PARTITION_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+)
 
 
 def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
@@ -160,11 +214,17 @@ def _lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     hold back the log horizon of readers on the same server while it loads.
     A dead worker's lock goes with its connection. On SQLite the batch's
     IMMEDIATE transaction already holds the database's write lock.
+
+    The same statement relaxes the batch's durability: its commit skips the
+    fsync wait, so a crash can lose only the last batches, rows and
+    checkpoint together, and the log replays them. For this transaction only
+    (``set_config(..., true)``): a later transaction on the connection, and
+    the next borrower of a pooled one (``DATABASE_POOL``), commit durably.
     """
     connection = connections[READ_DB]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_lock_key(name), partition])
+            cursor.execute(_TAKE_PARTITION_SQL, [_lock_key(name), partition])
             if not cursor.fetchone()[0]:
                 return None
     return Checkpoint.objects.filter(projector=name, partition=partition).first()
@@ -259,16 +319,20 @@ _ADVANCE_SQL = f"""
 
 
 def _apply_all(projection: Projection, events: Sequence[StoredEvent]) -> None:
-    projection.prepare(events)
-    for index, event in enumerate(events):
-        try:
-            projection.apply(upcast(event))
-        except Exception as error:
-            raise _HandlerFailed(index, error) from error
+    """Run the projector's code on ``events``; what it raises is a
+    ``_HandlerFailed`` (with the failing event's index while handlers run),
+    unless it is an infrastructure error, which goes up as it is."""
+    index: int | None = None
     try:
+        projection.prepare(events)
+        for index, event in enumerate(events):  # noqa: B007 (read below when one raises)
+            projection.apply(upcast(event))
+        index = None
         projection.flush()
     except Exception as error:
-        raise _HandlerFailed(None, error) from error
+        if is_infrastructure_error(error):
+            raise
+        raise _HandlerFailed(index, error) from error
 
 
 def _kept_at(checkpoint: Checkpoint) -> tuple[Any, ...]:
@@ -357,7 +421,6 @@ def run_batch(
             if checkpoint is not None and _unchanged(checkpoint, peek):
                 if kept != _kept_at(checkpoint):
                     instance.forget()
-                _relax_durability()
                 _apply_all(instance, batch)
                 _advance(checkpoint, batch, owner)
                 advanced = checkpoint
@@ -487,21 +550,6 @@ def _unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
         and checkpoint.halted_at_position is None
         and checkpoint.failures == peek.failures
     )
-
-
-def _relax_durability() -> None:
-    """Skip the fsync wait on commit: a crash can lose only the last batches,
-    rows and checkpoint together, and the log replays them. Set once per
-    connection: only projectors write through the read alias."""
-    connection = connections[READ_DB]
-    if connection.vendor != "postgresql":
-        return
-    raw = connection.connection
-    if getattr(raw, "storefront_relaxed", False):
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit = off")
-    raw.storefront_relaxed = True
 
 
 def _recover(

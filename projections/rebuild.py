@@ -112,23 +112,46 @@ def shadow_alias() -> Iterator[None]:
     """Point this thread's ``read`` connection at the shadow for the block.
 
     The connection gets a settings dict of its own: the one it was made with
-    is shared by every thread's connection.
+    is shared by every thread's connection. On PostgreSQL it is a connection
+    of its own, opened for the block and closed after it, never one from the
+    live alias's pool (``DATABASE_POOL``): Django keys its pools by alias, so
+    a pooled connection would come with the live search path, and the
+    rebuild would write into the live tables. Checked before the block runs.
     """
     connection = connections[READ_DB]
     original = connection.settings_dict
     redirected = dict(original)
     if _is_postgres():
-        options = {**original.get("OPTIONS", {}), "options": f"-c search_path={SHADOW_SCHEMA}"}
+        options = {
+            key: value for key, value in original.get("OPTIONS", {}).items() if key != "pool"
+        }
+        # After the URL's own server options, if any: the last setting wins.
+        server_options = f"{options.get('options', '')} -c search_path={SHADOW_SCHEMA}"
+        options["options"] = server_options.strip()
         redirected["OPTIONS"] = options
     else:
         redirected["NAME"] = str(_shadow_file())
     connection.close()
     connection.settings_dict = redirected
     try:
+        if _is_postgres():
+            _check_on_shadow(connection)
         yield
     finally:
         connection.close()
         connection.settings_dict = original
+
+
+def _check_on_shadow(connection: Any) -> None:
+    """Refuse to go on unless ``connection`` reads and writes the shadow schema."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('search_path'), current_schema()")
+        search_path, schema = cursor.fetchone()
+    if connection.pool is not None or schema != SHADOW_SCHEMA:
+        raise RuntimeError(
+            f"The rebuild's connection is not on its shadow (search_path {search_path!r}, "
+            f"pooled: {connection.pool is not None}); nothing was written."
+        )
 
 
 def shadow_exists() -> bool:

@@ -50,6 +50,15 @@ def _close_connections() -> None:
             connection.close()
 
 
+def _return_pooled_connections() -> None:
+    """Give this thread's pooled connections back (``DATABASE_POOL``): a thread
+    holds them only while it projects, so threads beyond the pool's size take
+    turns instead of some waiting for ever. Persistent connections stay."""
+    for connection in connections.all(initialized_only=True):
+        if getattr(connection, "pool", None) is not None:
+            connection.close()
+
+
 class ProjectorLoop:
     def __init__(
         self,
@@ -109,6 +118,8 @@ class ProjectorLoop:
         except UNREACHABLE:
             _close_connections()  # the pool thread's own: it keeps them between passes
             raise
+        finally:
+            _return_pooled_connections()
 
     def _kept_instance(self, projection: type[Projection], partition: int) -> Projection:
         count = projection.partition_count()

@@ -1,3 +1,4 @@
+import environ
 import pytest
 from django.db import connections
 
@@ -13,11 +14,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)")
     skip_broker = pytest.mark.skip(reason="needs Redis (CELERY_BROKER_URL)")
+    skip_pool = pytest.mark.skip(reason="only in the DATABASE_POOL=true pass")
+    # Read as the settings read it: the pass is the environment's, not the settings'.
+    pooled = environ.Env().bool("DATABASE_POOL", default=False)
     for item in items:
         if "postgres" in item.keywords and not on_postgres():
             item.add_marker(skip_pg)
         if "broker" in item.keywords and not settings.CELERY_BROKER_URL:
             item.add_marker(skip_broker)
+        if "pool" in item.keywords and not pooled:
+            item.add_marker(skip_pool)
 
 
 @pytest.fixture(autouse=True)

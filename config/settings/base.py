@@ -6,6 +6,7 @@ its embedded default: two SQLite files under ``var/`` and no broker.
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -25,7 +26,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "catalog",
     "reviews",
     "projections",
+    # After catalog, whose runserver extends this app's (the first app listed wins).
+    "django.contrib.staticfiles",
 ]
 
 MIDDLEWARE = [
@@ -91,10 +93,17 @@ def _sqlite(path: Path) -> dict[str, object]:
 def _database(var: str, sqlite_file: str) -> dict[str, object]:
     if var not in env:
         return _sqlite(VAR_DIR / sqlite_file)
-    config: dict[str, object] = env.db_url(var)
+    config: dict[str, Any] = env.db_url(var)
     if config["ENGINE"] == "django.db.backends.postgresql":
         pooled = env.bool("DATABASE_POOL", default=False)
-        config["OPTIONS"] = {"pool": pooled}
+        # Per alias and process. It opens connections as threads need them at
+        # once, up to the most threads of one process: run_projectors' (one
+        # per partition and one for the sellers), gunicorn's --threads.
+        size = env.int("DATABASE_POOL_MAX_SIZE", default=16)
+        pool = {"min_size": min(4, size), "max_size": size} if pooled else False
+        # Beside the URL's own options (?sslmode=...&connect_timeout=...), which
+        # reach every connection: Django's, its pool's and the LISTEN ones.
+        config["OPTIONS"] = {**config.get("OPTIONS", {}), "pool": pool}
         config["CONN_HEALTH_CHECKS"] = True
         if not pooled:
             # Persistent connections: a Celery worker runs a task per commit, and

@@ -164,8 +164,8 @@ def test_on_postgres_waiters_of_a_process_share_one_listening_connection(setting
         time.sleep(0.01)
     with connections["read"].cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            [consistency.WATCH_APPLICATION_NAME],
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+            [f"%{consistency.WATCH_APPLICATION_NAME}"],
         )
         listeners = cursor.fetchone()[0]
     advance_checkpoints(3, 10)

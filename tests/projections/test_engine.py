@@ -1,15 +1,19 @@
 import random
+import subprocess
+import sys
 import threading
 import time
 
+import psycopg
 import pytest
-from django.db import close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connections
 
 from projections import engine
 from projections.engine import Outcome, project_all, retry_parked, run_batch, skip_parked
 from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
+from projections.pg import connection_params
 from projections.projectors import PROJECTIONS
-from projections.projectors.products import ProductProjection
+from projections.projectors.products import ProductProjection, partition_of
 from tests.projections.history import (
     add_version_one_review,
     assert_exact,
@@ -19,6 +23,7 @@ from tests.projections.history import (
     snapshot,
     wipe_read_side,
 )
+from tests.projections.processes import ROOT, process_env
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -353,4 +358,226 @@ def test_a_removed_recent_review_is_replaced_as_the_log_says_it_reads_now(batch_
     assert (recent[3]["rating"], recent[3]["body"]) == (4, "Third thoughts.")
     assert recent[3]["edited_at"] is not None
     assert (recent[4]["title"], recent[4]["body"]) == ("", "Written in version one.")
+    assert_exact()
+
+
+# Infrastructure errors: they roll the batch back and count no attempt ------
+
+
+def _stock_change_to_project(seed: int, quantity: int) -> tuple[int, int]:
+    """A projected catalog and one StockChanged event not projected yet:
+    returns its product and that product's partition."""
+    from catalog.services import product_change_stock
+
+    seed_catalog(random.Random(seed), products=4)
+    project_all()
+    product_id = ProductReadModel.objects.earliest("pk").pk
+    product_change_stock(product_id=product_id, quantity=quantity)
+    return product_id, partition_of(product_id, ProductProjection.partition_count())
+
+
+def _assert_no_attempt_counted(partition: int) -> None:
+    checkpoint = Checkpoint.objects.get(projector="products", partition=partition)
+    assert checkpoint.failures == 0
+    assert checkpoint.next_attempt_at is None
+    assert checkpoint.halted_at_position is None
+    assert checkpoint.last_error == ""
+    assert not ParkedEvent.objects.exists()
+
+
+def _assert_applied_once(product_id: int, partition: int, quantity: int) -> None:
+    before = Checkpoint.objects.get(projector="products", partition=partition).events_applied
+    result = run_batch(ProductProjection, partition)
+    assert (result.outcome, result.applied) == (Outcome.APPLIED, 1)
+    assert ProductReadModel.objects.get(pk=product_id).stock_quantity == quantity
+    checkpoint = Checkpoint.objects.get(projector="products", partition=partition)
+    assert checkpoint.events_applied == before + 1
+    project_all()
+    assert_exact()
+
+
+def _sqlstates(error: BaseException) -> set[str]:
+    states = set()
+    link: BaseException | None = error
+    while link is not None:
+        states.add(getattr(link, "sqlstate", None) or "")
+        link = link.__cause__ or link.__context__
+    return states
+
+
+@pytest.mark.postgres
+@both_databases
+@pytest.mark.parametrize(
+    ("timeout", "sqlstate"), [("lock_timeout", "55P03"), ("statement_timeout", "57014")]
+)
+def test_a_lock_or_statement_timeout_never_parks_a_good_event(settings, timeout, sqlstate):
+    """Another connection holds the row the batch must write; the batch's
+    connection gives up waiting after 50 ms, attempt after attempt."""
+    settings.PROJECTION_MAX_ATTEMPTS = 2
+    product_id, partition = _stock_change_to_project(seed=21, quantity=41)
+    holder = psycopg.connect(**connection_params("read"))
+    try:
+        holder.execute(
+            "SELECT 1 FROM projections_productreadmodel WHERE product_id = %s FOR UPDATE",
+            [product_id],
+        )
+        with connections["read"].cursor() as cursor:
+            cursor.execute(f"SET {timeout} = '50ms'")
+        try:
+            for _ in range(settings.PROJECTION_MAX_ATTEMPTS + 2):
+                with pytest.raises((OperationalError, psycopg.OperationalError)) as raised:
+                    run_batch(ProductProjection, partition)
+                assert sqlstate in _sqlstates(raised.value)
+        finally:
+            with connections["read"].cursor() as cursor:
+                cursor.execute(f"RESET {timeout}")
+        _assert_no_attempt_counted(partition)
+        assert ProductReadModel.objects.get(pk=product_id).stock_quantity != 41
+    finally:
+        holder.rollback()
+        holder.close()
+    _assert_applied_once(product_id, partition, 41)
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_real_deadlock_never_parks_a_good_event(monkeypatch, settings):
+    """The batch holds its partition's lock and waits for a row that a rival
+    connection holds, while the rival waits for the partition's lock: a real
+    deadlock. PostgreSQL fails the batch (its deadlock_timeout is the shorter)."""
+    settings.PROJECTION_MAX_ATTEMPTS = 1  # one counted failure would park it
+    product_id, partition = _stock_change_to_project(seed=22, quantity=42)
+    rival = psycopg.connect(**connection_params("read"))
+    monitor = psycopg.connect(**connection_params("read"), autocommit=True)
+    rival.execute("SET deadlock_timeout = '1min'")
+    rival.execute(
+        "SELECT 1 FROM projections_productreadmodel WHERE product_id = %s FOR UPDATE",
+        [product_id],
+    )
+
+    def rival_takes_the_partition_then_lets_go():
+        partition_lock = [engine._lock_key("products"), partition]
+        rival.execute("SELECT pg_advisory_xact_lock(%s, %s)", partition_lock)
+        rival.rollback()
+
+    rival_waits = threading.Thread(target=rival_takes_the_partition_then_lets_go)
+    real_prepare = ProductProjection.prepare
+
+    def prepare_inside_the_cycle(self, events):
+        rival_waits.start()  # for the partition lock this batch holds
+        deadline = time.monotonic() + 10
+        while not monitor.execute(
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [rival.info.backend_pid]
+        ).fetchone():
+            assert time.monotonic() < deadline, "the rival never waited for the partition"
+            time.sleep(0.01)
+        with connections["read"].cursor() as cursor:
+            cursor.execute("SET LOCAL deadlock_timeout = '10ms'")
+        real_prepare(self, events)  # then flush waits for the rival's row
+
+    monkeypatch.setattr(ProductProjection, "prepare", prepare_inside_the_cycle)
+    try:
+        with pytest.raises((OperationalError, psycopg.OperationalError)) as raised:
+            run_batch(ProductProjection, partition)
+        assert "40P01" in _sqlstates(raised.value)
+    finally:
+        if rival_waits.ident is not None:
+            rival_waits.join(10)  # once the batch rolled back, the rival had its turn
+        rival.close()
+        monitor.close()
+    monkeypatch.setattr(ProductProjection, "prepare", real_prepare)
+    _assert_no_attempt_counted(partition)
+    _assert_applied_once(product_id, partition, 42)
+
+
+@both_databases
+def test_celerys_soft_time_limit_inside_a_batch_counts_no_attempt(monkeypatch, settings):
+    """Celery raises SoftTimeLimitExceeded asynchronously in whatever code runs
+    when the limit passes: here a handler raises it, as it would arrive there."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    settings.PROJECTION_MAX_ATTEMPTS = 1
+    product_id, partition = _stock_change_to_project(seed=23, quantity=43)
+
+    def interrupted(self, event):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(ProductProjection, "stock_changed", interrupted)
+    for _ in range(3):
+        with pytest.raises(SoftTimeLimitExceeded):
+            run_batch(ProductProjection, partition)
+    monkeypatch.undo()
+    _assert_no_attempt_counted(partition)
+    _assert_applied_once(product_id, partition, 43)
+
+
+@both_databases
+def test_a_statement_the_database_refuses_every_time_still_parks(monkeypatch, settings):
+    """An integrity or data error from flush is the projector's (the same rows
+    fail the same way every time): it counts, and parks."""
+    settings.PROJECTION_MAX_ATTEMPTS = 1
+    product_id, partition = _stock_change_to_project(seed=24, quantity=44)
+    real_handler = ProductProjection.stock_changed
+
+    def negative_stock(self, event):
+        real_handler(self, event)
+        if self.owns(product_id):
+            self.rows[product_id].stock_quantity = -1  # the column's CHECK refuses it
+
+    monkeypatch.setattr(ProductProjection, "stock_changed", negative_stock)
+    assert run_batch(ProductProjection, partition).outcome is Outcome.FAILED
+    parked = ParkedEvent.objects.get()
+    assert parked.payload["quantity"] == 44
+    assert "IntegrityError" in parked.error or "CheckViolation" in parked.error
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_batch_skips_the_fsync_wait_and_leaves_no_session_state(monkeypatch):
+    """synchronous_commit is off inside every batch and for that transaction
+    only: the connection (with DATABASE_POOL, its next borrower) commits as the
+    server says after it."""
+    with psycopg.connect(**connection_params("read")) as fresh:
+        (server_default,) = fresh.execute("SHOW synchronous_commit").fetchall()[0]
+    seen: list[str] = []
+    real_flush = ProductProjection.flush
+
+    def flush_and_look(self):
+        with connections["read"].cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+        real_flush(self)
+
+    monkeypatch.setattr(ProductProjection, "flush", flush_and_look)
+    seed_catalog(random.Random(25), products=4)
+    project_all()
+    assert seen
+    assert set(seen) == {"off"}
+    with connections["read"].cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == server_default
+
+
+@pytest.mark.postgres
+@both_databases
+@pytest.mark.parametrize("pool_size", ["16", "2"], ids=["default-pool", "pool-of-two"])
+def test_run_projectors_with_the_pool_on_projects_every_partition(pool_size):
+    """DATABASE_POOL=true and a thread per partition (five, with the sellers'):
+    every thread needs a connection of each alias while it projects. With a
+    pool smaller than that they take turns; none waits for ever."""
+    seed_catalog(random.Random(26), products=12)
+    env = process_env("", DATABASE_POOL="true", DATABASE_POOL_MAX_SIZE=pool_size)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "run_projectors", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = Event.objects.latest("position").position
+    assert set(Checkpoint.objects.values_list("position", flat=True)) == {last}
+    assert Checkpoint.objects.count() == sum(p.partition_count() for p in PROJECTIONS.values())
     assert_exact()

@@ -257,6 +257,53 @@ def test_a_rebuild_killed_half_way_finishes_on_the_next_run(tmp_path):
     assert_exact()
 
 
+def manage(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py`` in a process of its own, on the test databases."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url("default"),
+        "READ_DATABASE_URL": database_url("read"),
+        "PATH": "/usr/bin:/bin",
+        **extra,
+    }
+    command = [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.postgres
+@both_databases
+@pytest.mark.parametrize("mode", [[], ["--from-events"]], ids=["snapshot", "from-events"])
+def test_a_rebuild_with_the_connection_pool_on_builds_beside_the_live_tables(mode):
+    """DATABASE_POOL=true: Django keys its pools by alias, so a shadow connection
+    taken from the pool would be a live one; the rebuild must never get one."""
+    history(seed=67, commands=120)
+    project_all()
+    before = snapshot()
+    done = manage("rebuild_projections", *mode, "--batch-size", "25", DATABASE_POOL="true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert RebuildRun.objects.get().phase == RebuildRun.Phase.SWAPPED
+    assert not shadow_exists()
+    assert snapshot() == before
+    assert_exact()
+    verified = manage("verify_projections", DATABASE_POOL="true")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "No drift." in verified.stdout
+
+
+@pytest.mark.pool
+@pytest.mark.postgres
+@both_databases
+def test_the_pool_pass_borrows_its_connections_from_the_pool():
+    """``scripts/test.sh pool`` runs this file and the engine's again with
+    DATABASE_POOL=true: it is a pass of its own only if the connections of
+    the tests (and of the rebuild's threads) really come from psycopg's pool."""
+    for alias in ("default", "read"):
+        connections[alias].ensure_connection()
+        pool = getattr(connections[alias], "pool", None)
+        assert pool is not None, alias
+        assert pool.get_stats()["requests_num"] >= 1, alias
+
+
 @pytest.mark.django_db(databases=["default", "read"], transaction=True)
 def test_verify_finds_a_corrupted_row_names_the_field_and_fix_repairs_it():
     history(seed=64, commands=60)
