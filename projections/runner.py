@@ -5,10 +5,12 @@ notifies on commit), so new events are projected within milliseconds without
 polling; a timeout still sweeps every second in case a notification was
 missed. On SQLite it polls, backing off from 20 ms to 1 s while idle.
 
-A database that cannot be reached (the read database down, a connection
-killed) does not end the loop: the pass is abandoned, every connection of the
-loop is closed, and the loop tries again after a back-off from 0.5 s to 5 s,
-logging each failed attempt once. Nothing is lost meanwhile: the checkpoints
+A database that cannot be reached or refuses for a moment (the read database
+down, a connection killed, a deadlock, a lock or idle-transaction timeout:
+``engine.is_infrastructure_error``) does not end the loop: the pass is
+abandoned, every connection of the loop is closed, and the loop tries again
+after a back-off from 0.5 s to 5 s, logging each failed attempt once. Any
+other error is a bug and ends it. Nothing is lost meanwhile: the checkpoints
 did not move, so the next pass starts where the last good batch ended.
 """
 
@@ -22,10 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
-import psycopg
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
-from projections.engine import Projection, SharedReads, catch_up, default_owner
+from projections.engine import (
+    Projection,
+    SharedReads,
+    catch_up,
+    default_owner,
+    is_infrastructure_error,
+)
 from projections.eventlog import WRITE_DB
 from projections.models import Checkpoint
 from projections.pg import listening_connection
@@ -37,10 +44,6 @@ SWEEP_SECONDS = 1.0
 MIN_POLL_SECONDS = 0.02
 FIRST_OUTAGE_WAIT_SECONDS = 0.5
 MAX_OUTAGE_WAIT_SECONDS = 5.0
-
-# A database that is down or a connection that broke; anything else is a bug
-# and still ends the loop.
-UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _close_connections() -> None:
@@ -115,8 +118,9 @@ class ProjectorLoop:
                 reads=reads,
                 projection=self._kept_instance(projection, partition),
             )
-        except UNREACHABLE:
-            _close_connections()  # the pool thread's own: it keeps them between passes
+        except Exception as error:
+            if is_infrastructure_error(error):
+                _close_connections()  # the pool thread's own: it keeps them between passes
             raise
         finally:
             _return_pooled_connections()
@@ -140,11 +144,14 @@ class ProjectorLoop:
                     applied = self.run_once()
                     if not applied:
                         self._idle(idle_wait)
-                except UNREACHABLE as error:
+                except Exception as error:
+                    if not is_infrastructure_error(error):
+                        raise  # a bug: it ends the loop
                     if outage_since is None:
                         outage_since = time.monotonic()
                     logger.warning(
-                        "A database is unreachable (%s); trying again in %.1f s.",
+                        "A database is unreachable or refused for a moment (%s); "
+                        "trying again in %.1f s.",
                         _one_line(error),
                         outage_wait,
                     )
