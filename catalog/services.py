@@ -2,14 +2,16 @@
 
 Every command validates, then runs in one ``command_transaction`` on
 ``default``: its first statement announces it as an event writer (the log's
-readers wait for such transactions only; see ``catalog.signals``), and its
-first write locks the aggregate it changes (``select_for_update``). That lock
-comes first on purpose: it is what gives the transaction its id, so two
-commands on the same aggregate get ids in the order they hold the lock, and
-the event log's ``(transaction id, position)`` order keeps each aggregate's
-events in the order they happened.
+readers wait for such transactions only), then it takes the lock of the
+aggregate it changes (``lock_stream``: commands on one aggregate run one at a
+time) and locks its row (``select_for_update``), its first write. That order
+is on purpose: the first write gives the transaction its id, so commands on
+one aggregate get ids in the order they ran, and the event log's
+``(transaction id, position)`` order keeps each aggregate's events in the
+order they happened (see ``catalog.signals.lock_stream`` for why the row lock
+alone does not promise it).
 
-The lock is ``FOR NO KEY UPDATE`` on PostgreSQL: it excludes other commands
+The row lock is ``FOR NO KEY UPDATE`` on PostgreSQL: it excludes other commands
 on the aggregate, but not rows elsewhere that merely reference it (their
 foreign-key checks take ``FOR KEY SHARE``). With a plain ``FOR UPDATE``, two
 transactions that each locked a product and then linked it to the other's
@@ -31,11 +33,14 @@ from catalog.signals import (
     PriceChanged,
     ProductCreated,
     ProductDetailsChanged,
+    ProductEvent,
     RecommendationsChanged,
+    SellerEvent,
     SellerRegistered,
     SellerReputationChanged,
     StockChanged,
     command_transaction,
+    lock_stream,
     send_event,
 )
 from catalog.validation import (
@@ -52,6 +57,8 @@ from catalog.validation import (
 
 def _locked_seller(seller_id: Any) -> Seller:
     pk = clean_id(seller_id)
+    if pk:
+        lock_stream(SellerEvent.stream_type, pk)
     seller = Seller.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
     if seller is None:
         raise NotFound(errors.SELLER_NOT_FOUND, field="seller")
@@ -60,6 +67,8 @@ def _locked_seller(seller_id: Any) -> Seller:
 
 def _locked_product(product_id: Any) -> Product:
     pk = clean_id(product_id)
+    if pk:
+        lock_stream(ProductEvent.stream_type, pk)
     product = Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
     if product is None:
         raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")

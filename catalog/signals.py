@@ -9,6 +9,7 @@ payload's shape bumps the version and adds an upcaster on the projections side.
 
 import contextlib
 import dataclasses
+import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -68,6 +69,37 @@ def announce_event_writer() -> None:
         raise EventWriterTooLate(
             "This transaction wrote before it was announced as an event writer: "
             "start it with command_transaction() (or announce_event_writer() first)."
+        )
+
+
+# Stream locks: advisory transaction locks keyed (stream type, stream id). Their
+# first keys stay below 2**30, so they never meet EVENT_WRITER_LOCK.
+_STREAM_KEY_BITS = 0x3FFFFFFF
+_STREAM_ID_SPACE = 2**31 - 1
+
+
+def lock_stream(stream_type: str, stream_id: int) -> None:
+    """Hold one event stream (an aggregate) for the rest of the command's
+    transaction, waiting for the command that holds it now to end.
+
+    Call it after ``announce_event_writer`` and before the transaction's
+    first write. It is what keeps the events of one stream in the order
+    their commands ran: readers go by transaction id, and a transaction gets
+    its id at its first write, which comes after this wait. A row lock alone
+    does not promise that: a transaction waiting for a row that another one
+    updates can be given its id while it waits and still be overtaken by a
+    later waiter (PostgreSQL re-locks the row's newest version), and its
+    event would then be read before the one it followed. Ids beyond 2**31
+    share a lock with a smaller one, which only makes them wait for each
+    other. A no-op on SQLite, whose writers are serialized.
+    """
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return
+    kind = zlib.crc32(f"storefront-stream:{stream_type}".encode()) & _STREAM_KEY_BITS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [kind, int(stream_id) % _STREAM_ID_SPACE]
         )
 
 

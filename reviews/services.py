@@ -1,9 +1,10 @@
 """Review commands: authors add, edit and remove their own; staff hide any;
 erasing a user removes all of theirs.
 
-Like every command, each runs in one transaction whose first write locks the
-aggregate (the product for a new review, the review otherwise); see
-``catalog.services`` for why that order matters to the event log.
+Like every command, each runs in one ``command_transaction`` that takes the
+lock of the aggregate it changes (the product for a new review, the review
+otherwise) before its first write; see ``catalog.services`` for why that
+order matters to the event log.
 """
 
 import dataclasses
@@ -19,11 +20,11 @@ from django.utils import timezone
 from catalog import errors
 from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from catalog.models import Product
-from catalog.signals import command_transaction, send_event
+from catalog.signals import ProductEvent, command_transaction, lock_stream, send_event
 from catalog.validation import clean_id, clean_text, clean_whole_number
 from reviews import erasure
 from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
-from reviews.signals import ReviewAdded, ReviewEdited, ReviewRemoved
+from reviews.signals import ReviewAdded, ReviewEdited, ReviewEvent, ReviewRemoved
 
 # Whoever sent the command, signed in or not (``request.user``); each command checks.
 Actor = AbstractBaseUser | AnonymousUser
@@ -52,6 +53,8 @@ def _locked_review(review_id: Any) -> Review:
     row too, and ``user_erase`` locks that row before the reviews, so the
     two would deadlock."""
     pk = clean_id(review_id)
+    if pk:
+        lock_stream(ReviewEvent.stream_type, pk)
     review = (
         Review.objects.select_for_update(of=("self",))
         .select_related("author")
@@ -83,6 +86,8 @@ def review_add(
     pk = clean_id(product_id)
     with command_transaction():
         # The product's command lock (see catalog.services); references to it may go on.
+        if pk:
+            lock_stream(ProductEvent.stream_type, pk)
         product = (
             Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
         )
@@ -247,6 +252,12 @@ def user_erase(*, user_id: int) -> UserErasure:
 def _erase(user_id: int) -> UserErasure:
     model = get_user_model()
     with command_transaction():
+        # The streams first, before the first write gives this transaction its
+        # id: review commands that ran before it get lower ids.
+        lock_stream("user", user_id)
+        known = Review.objects.filter(author_id=user_id).order_by("pk").values_list("pk", flat=True)
+        for review_id in known:
+            lock_stream(ReviewEvent.stream_type, review_id)
         user = model.objects.select_for_update().filter(pk=user_id).first()
         if user is None:
             raise NotFound(errors.USER_NOT_FOUND, field="user")
