@@ -259,5 +259,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {
         "projections": {"level": env.str("PROJECTIONS_LOG_LEVEL", default="INFO")},
+        # Each answer is in the server's access log already; a client's 4xx
+        # logged again here would let a flood of bad requests flood the log.
+        # Server errors (5xx) still are.
+        "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
     },
 }
