@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache
 
 ## The benchmark suite on small data (a few minutes): bench/results/small/report.md.
 ## Needs PostgreSQL, Redis and wrk (apt-get install -y wrk); see README "Benchmarks".

@@ -117,9 +117,9 @@ def measure_replay(partitions: int) -> dict[str, float]:
     """
     from django.conf import settings
 
+    from eventstore.models import Event
     from projections.engine import Outcome, ensure_checkpoints, run_batch
-    from projections.models import Event
-    from projections.projectors import PROJECTIONS
+    from projections.registry import PROJECTIONS
 
     settings.PROJECTION_PARTITIONS = partitions
     wipe_read_side()
@@ -164,7 +164,7 @@ def measure_naive(sample: int) -> dict[str, float]:
     """The reference's projector: recompute the product's AVG and COUNT per event."""
     from django.db import connections, transaction
 
-    from projections.models import Event
+    from eventstore.models import Event
 
     events = list(Event.objects.filter(event_type="ReviewAdded").order_by("position")[:sample])
     write = connections["default"]
@@ -224,7 +224,7 @@ class LatencyProbe:
     def _writer(self, offset: int, threads: int) -> None:
         from django.db import connections
 
-        from projections.receivers import capture_positions
+        from eventstore.recording import capture_positions
 
         interval = threads / self.rate
         start = time.perf_counter()
@@ -248,9 +248,9 @@ class LatencyProbe:
     def _watcher(self) -> None:
         from django.db import connections
 
+        from eventstore.eventlog import LogPosition
+        from eventstore.listen import listening_connection
         from projections.engine import CHECKPOINTS_CHANNEL
-        from projections.eventlog import LogPosition
-        from projections.pg import listening_connection
 
         listener = listening_connection("read", CHECKPOINTS_CHANNEL)
         reader = listening_connection("read", "bench_unused")
@@ -309,8 +309,8 @@ def measure_latency(
 ) -> dict[str, Any]:
     from django.conf import settings
 
-    from projections.engine import project_all
     from projections.rebuild import analyze_read_side
+    from projections.registry import project_all
 
     settings.PROJECTION_PARTITIONS = partitions
     wipe_read_side()

@@ -116,8 +116,9 @@ def replay(budget: float, log: Any) -> dict[str, Any]:
     """
     from django.db.models import Sum
 
-    from projections.models import Checkpoint, Event
-    from projections.projectors import PROJECTIONS
+    from eventstore.models import Event
+    from projections.models import Checkpoint
+    from projections.registry import PROJECTIONS
 
     events = Event.objects.count()
     passes = sum(projection.partition_count() for projection in PROJECTIONS.values())

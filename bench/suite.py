@@ -157,7 +157,7 @@ def seed(size: Size) -> dict[str, Any]:
     )
     elapsed = time.perf_counter() - started
     log("  " + result.stdout.strip().replace("\n", "\n  "))
-    from projections.models import Event
+    from eventstore.models import Event
 
     return {
         "seconds": elapsed,
@@ -176,7 +176,7 @@ def project(size: Size, fresh: bool) -> dict[str, Any]:
     data the read side is only brought up to date.
     """
     from bench import rebuild
-    from projections.truth import (
+    from projections.expected import (
         PRODUCT_FIELDS,
         SELLER_FIELDS,
         actual_products,

@@ -20,7 +20,6 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from catalog import services
-from catalog.errors import DomainError
 from catalog.models import PriceChange, Product, Recommendation, Seller
 from catalog.validation import (
     MAX_RECOMMENDATIONS,
@@ -32,6 +31,7 @@ from catalog.validation import (
     clean_reputation,
     clean_slug,
 )
+from kernel.errors import DomainError
 
 PRODUCT_DETAIL_FIELDS = frozenset({"name", "slug", "description", "is_active"})
 UNRANKED = 1_000

@@ -8,7 +8,7 @@ time) and locks its row (``select_for_update``), its first write. That order
 is on purpose: the first write gives the transaction its id, so commands on
 one aggregate get ids in the order they ran, and the event log's
 ``(transaction id, position)`` order keeps each aggregate's events in the
-order they happened (see ``catalog.signals.lock_stream`` for why the row lock
+order they happened (see ``catalog.events.lock_stream`` for why the row lock
 alone does not promise it).
 
 The row lock is ``FOR NO KEY UPDATE`` on PostgreSQL: it excludes other commands
@@ -22,14 +22,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from catalog import errors
-from catalog.errors import Conflict, InvalidInput, NotFound
-from catalog.models import PriceChange, Product, Recommendation, Seller
-from catalog.signals import (
+from catalog.events import (
     PriceChanged,
     ProductCreated,
     ProductDetailsChanged,
@@ -39,13 +36,10 @@ from catalog.signals import (
     SellerRegistered,
     SellerReputationChanged,
     StockChanged,
-    command_transaction,
-    lock_stream,
-    send_event,
 )
+from catalog.models import PriceChange, Product, Recommendation, Seller
 from catalog.validation import (
     clean_description,
-    clean_id,
     clean_name,
     clean_price,
     clean_quantity,
@@ -53,26 +47,30 @@ from catalog.validation import (
     clean_reputation,
     clean_slug,
 )
+from eventstore.events import send_event
+from eventstore.recording import command_transaction
+from kernel.aggregates import conflict_on_integrity_error, locked
+from kernel.errors import PRODUCT_NOT_FOUND, Conflict, InvalidInput
 
 
 def _locked_seller(seller_id: Any) -> Seller:
-    pk = clean_id(seller_id)
-    if pk:
-        lock_stream(SellerEvent.stream_type, pk)
-    seller = Seller.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
-    if seller is None:
-        raise NotFound(errors.SELLER_NOT_FOUND, field="seller")
-    return seller
+    return locked(
+        Seller,
+        seller_id,
+        stream_type=SellerEvent.stream_type,
+        not_found=errors.SELLER_NOT_FOUND,
+        field="seller",
+    )
 
 
 def _locked_product(product_id: Any) -> Product:
-    pk = clean_id(product_id)
-    if pk:
-        lock_stream(ProductEvent.stream_type, pk)
-    product = Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
-    if product is None:
-        raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
-    return product
+    return locked(
+        Product,
+        product_id,
+        stream_type=ProductEvent.stream_type,
+        not_found=PRODUCT_NOT_FOUND,
+        field="product",
+    )
 
 
 def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -> Seller:
@@ -121,21 +119,18 @@ def product_create(
         if Product.objects.filter(slug=slug).exists():
             raise Conflict(errors.SLUG_TAKEN, field="slug")
         now = timezone.now()
-        try:
-            with transaction.atomic():
-                product = Product.objects.create(
-                    seller=seller,
-                    name=name,
-                    slug=slug,
-                    description=description,
-                    price=price,
-                    stock_quantity=stock_quantity,
-                    is_active=bool(is_active),
-                    created_at=now,
-                    updated_at=now,
-                )
-        except IntegrityError:
-            raise Conflict(errors.SLUG_TAKEN, field="slug") from None
+        with conflict_on_integrity_error(errors.SLUG_TAKEN, field="slug"):
+            product = Product.objects.create(
+                seller=seller,
+                name=name,
+                slug=slug,
+                description=description,
+                price=price,
+                stock_quantity=stock_quantity,
+                is_active=bool(is_active),
+                created_at=now,
+                updated_at=now,
+            )
         first_price = PriceChange.objects.create(product=product, price=price, changed_at=now)
         send_event(
             ProductCreated(

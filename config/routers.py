@@ -1,17 +1,15 @@
 """Send the read models to alias ``read`` and everything else to ``default``.
 
-A read model is any model that declares ``read_model = True`` on its class
-(``projections.models.ReadModel`` does). Migrations follow the same rule; for
-historical models in migrations, which lose class attributes, the router knows
-the read models' names.
+The read models are the projections app's models listed by name in
+``READ_MODEL_NAMES`` (by name, so that the historical models of migrations,
+which are not the real classes, are routed the same way).
 """
 
 from typing import Any
 
 from django.db.models import Model
 
-READ_DB = "read"
-WRITE_DB = "default"
+from eventstore.databases import READ_DB, WRITE_DB
 
 READ_MODEL_NAMES = frozenset(
     {

@@ -1,15 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.apis import ProductPriceView, ProductStockView
-from projections.api import ProductDetailView, ProductListView, SellerDetailView, not_found
-from projections.health import healthz
-from projections.views import product_detail, product_list
+from queries.apis import not_found, router
+from queries.health import healthz
+from queries.views import product_detail, product_list
 from reviews.apis import ReviewCreateView, ReviewDetailView
 from reviews.views import review_create
 
@@ -25,9 +25,8 @@ SWAGGER_UI_CSP: dict[str, list[str]] = {
 }
 
 api = [
-    path("api/products/", ProductListView.as_view(), name="api-product-list"),
-    path("api/products/<int:product_id>/", ProductDetailView.as_view(), name="api-product-detail"),
-    path("api/sellers/<int:seller_id>/", SellerDetailView.as_view(), name="api-seller-detail"),
+    # The query side: read-only viewsets (products list and detail, seller detail).
+    path("api/", include(router.urls)),
     path("api/reviews/", ReviewCreateView.as_view(), name="api-review-create"),
     path("api/reviews/<int:review_id>/", ReviewDetailView.as_view(), name="api-review-detail"),
     path(

@@ -6,4 +6,7 @@ class ProjectionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from projections import checks, lookups, receivers  # noqa: F401
+        from eventstore.recording import events_committed
+        from projections import checks, lookups, tasks  # noqa: F401 (checks, lookups)
+
+        events_committed.connect(tasks.wake_after_commit, dispatch_uid="projections.wake")

@@ -6,6 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from eventstore.databases import READ_DB, WRITE_DB
+
 
 def _same_database(first: dict[str, Any], second: dict[str, Any]) -> bool:
     keys = ("ENGINE", "NAME", "HOST", "PORT")
@@ -16,9 +18,9 @@ def _same_database(first: dict[str, Any], second: dict[str, Any]) -> bool:
 def check_databases(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     databases = settings.DATABASES
-    if "read" not in databases:
+    if READ_DB not in databases:
         return [Error("No 'read' database alias.", id="storefront.E001")]
-    if _same_database(databases["default"], databases["read"]):
+    if _same_database(databases[WRITE_DB], databases[READ_DB]):
         messages.append(
             Error(
                 "The 'read' and 'default' aliases point to the same database.",
@@ -26,7 +28,7 @@ def check_databases(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 id="storefront.E002",
             )
         )
-    engines = {databases["default"]["ENGINE"], databases["read"]["ENGINE"]}
+    engines = {databases[WRITE_DB]["ENGINE"], databases[READ_DB]["ENGINE"]}
     if len(engines) > 1:
         messages.append(
             Warning(

@@ -1,7 +1,7 @@
-"""The event log (alias ``default``) and the read models (alias ``read``).
+"""The read models, the projectors' checkpoints and their records (alias ``read``).
 
 ``config.routers`` sends every model listed in ``READ_MODEL_NAMES`` to
-``read``; the event table is the only model here that lives on ``default``.
+``read``. The event log they are built from is ``eventstore.models.Event``.
 """
 
 from typing import Any
@@ -12,38 +12,6 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Now
-from django.db.models.sql.compiler import SQLCompiler
-
-
-class CurrentTransactionId(models.Func):
-    """``pg_current_xact_id()`` on PostgreSQL; 0 on SQLite, whose writers are serialized."""
-
-    function = "pg_current_xact_id"
-    output_field = models.BigIntegerField()
-
-    def as_sqlite(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
-    ) -> tuple[str, tuple[Any, ...]]:
-        return "0", ()
-
-
-class TransactionIdField(models.BigIntegerField):
-    """The writing transaction's id: ``xid8`` on PostgreSQL, an integer elsewhere."""
-
-    def db_type(self, connection: BaseDatabaseWrapper) -> str | None:
-        if connection.vendor == "postgresql":
-            return "xid8"
-        return super().db_type(connection)
-
-    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
-        return None if value is None else int(value)
-
-    def get_db_prep_value(
-        self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False
-    ) -> Any:
-        if value is None or connection.vendor != "postgresql":
-            return super().get_db_prep_value(value, connection, prepared)
-        return str(int(value))
 
 
 class ReadModelJSONField(models.JSONField):  # type: ignore[type-arg]
@@ -53,32 +21,6 @@ class ReadModelJSONField(models.JSONField):  # type: ignore[type-arg]
         if isinstance(value, str) and not isinstance(expression, KeyTransform):
             return orjson.loads(value)
         return super().from_db_value(value, expression, connection)
-
-
-class Event(models.Model):
-    """One row per domain event, written in the transaction of the change.
-
-    Readers go in ``(transaction_id, position)`` order and only below the
-    oldest transaction still running (see ``projections.eventlog``).
-    """
-
-    position = models.BigAutoField(primary_key=True)
-    transaction_id = TransactionIdField(db_default=CurrentTransactionId(), editable=False)
-    stream_type = models.CharField(max_length=40)
-    stream_id = models.BigIntegerField()
-    event_type = models.CharField(max_length=60)
-    version = models.PositiveSmallIntegerField()
-    payload = models.JSONField(encoder=DjangoJSONEncoder)
-    occurred_at = models.DateTimeField(db_default=Now())
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["transaction_id", "position"], name="event_log_order"),
-            models.Index(fields=["stream_type", "stream_id", "position"], name="event_stream"),
-        ]
-
-    def __str__(self) -> str:
-        return f"#{self.position} {self.event_type} {self.stream_type}:{self.stream_id}"
 
 
 class StockStatus(models.TextChoices):
@@ -226,8 +168,10 @@ class SellerFacts(models.Model):
 class Checkpoint(models.Model):
     """Where one partition of one projector stands in the event log.
 
-    It is committed in the same transaction as the rows the batch changed,
-    and the batch holds its row lock: that lock is the partition's ownership.
+    It is committed in the same transaction as the rows the batch changed.
+    The batch holds the partition's advisory lock meanwhile (on PostgreSQL;
+    ``projections.engine.checkpoints``): that lock is the partition's
+    ownership, and it goes with a dead worker's connection.
     """
 
     projector = models.CharField(max_length=60)

@@ -29,10 +29,11 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from projections import eventlog, truth
-from projections.bulk import upsert
-from projections.engine import READ_DB, hold_partition, notify_checkpoints_changed
-from projections.eventlog import WRITE_DB, LogPosition
+from eventstore import eventlog
+from eventstore.databases import READ_DB, WRITE_DB
+from eventstore.eventlog import LogPosition
+from projections import expected as truth
+from projections.engine import hold_partition, notify_checkpoints_changed
 from projections.models import (
     Checkpoint,
     ProductFacts,
@@ -42,7 +43,8 @@ from projections.models import (
     SellerFacts,
     SellerReadModel,
 )
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
+from projections.upserts import upsert
 
 PRODUCT_FACT_FIELDS = ("seller_id", "name", "price", "is_active", "rating_sum", "review_count")
 # What the seller projector keeps up to date in its own facts.

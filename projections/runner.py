@@ -26,6 +26,9 @@ from typing import Any
 
 from django.db import connections
 
+from eventstore.databases import WRITE_DB
+from eventstore.listen import listening_connection
+from eventstore.recording import EVENTS_CHANNEL
 from projections.engine import (
     Projection,
     SharedReads,
@@ -33,10 +36,7 @@ from projections.engine import (
     default_owner,
     is_infrastructure_error,
 )
-from projections.eventlog import WRITE_DB
 from projections.models import Checkpoint
-from projections.pg import listening_connection
-from projections.receivers import EVENTS_CHANNEL
 
 logger = logging.getLogger(__name__)
 

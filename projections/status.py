@@ -8,11 +8,11 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from projections import eventlog
+from eventstore import eventlog
+from eventstore.eventlog import LogPosition
 from projections.engine import ensure_checkpoints
-from projections.eventlog import LogPosition
 from projections.models import Checkpoint, ParkedEvent
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from functools import cache
+from typing import Any
 
 import redis
 from celery import shared_task
@@ -26,7 +27,7 @@ from django.conf import settings
 
 from projections.engine import Outcome, Projection, ensure_checkpoints, run_batch
 from projections.models import Checkpoint
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,11 @@ def wake_partitions() -> int:
     return queued
 
 
-def nudge_after_commit() -> None:
-    """Run by the command side after its transaction commits; never raises."""
+def wake_after_commit(sender: Any = None, **kwargs: Any) -> None:
+    """Receives ``eventstore.recording.events_committed`` (after a command's
+    transaction commits) when there is a broker; never raises."""
+    if not settings.CELERY_BROKER_URL:
+        return
     try:
         wake_partitions()
     except Exception:  # the broker may be down: the sweep will catch up

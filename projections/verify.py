@@ -8,7 +8,7 @@ import dataclasses
 import random
 from typing import Any
 
-from projections import truth
+from projections import expected as truth
 
 
 @dataclasses.dataclass

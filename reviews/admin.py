@@ -20,8 +20,8 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
 
-from catalog.errors import DomainError, NotFound
-from catalog.signals import command_transaction
+from eventstore.recording import command_transaction
+from kernel.errors import DomainError, NotFound
 from reviews.models import Review
 from reviews.services import review_hide, user_erase
 

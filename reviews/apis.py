@@ -5,13 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.apis import (
-    CONSISTENCY_HELP,
-    CommandView,
-    answer_headers,
-    error_responses,
-    run_command,
-)
+from kernel.http import CONSISTENCY_HELP, CommandView, answer_headers, error_responses, run_command
 from reviews import services
 
 

@@ -1,17 +1,18 @@
 """What erasing a user does to the event table: the one place where the write
-side reads the log or changes it instead of appending to it.
-
-The table is the event store's (``projections.models.Event``); the write side
-does not import the projections app, so its name is spelled out here. The
-tests erase users against it on both databases.
+side reads the log or changes it instead of appending to it (through the
+event store's one door for that, ``eventstore.recording.declare_redaction``).
+The tests erase users against it on both databases.
 """
 
 from collections.abc import Sequence
 
 from django.db import connections
 
-WRITE_DB = "default"
-EVENT_TABLE = "projections_event"
+from eventstore.databases import WRITE_DB
+from eventstore.models import Event
+from eventstore.recording import declare_redaction
+
+EVENT_TABLE = Event._meta.db_table
 REDACTED = "[redacted]"
 
 # The author's own words in a review's events: ReviewAdded carries all three,
@@ -56,15 +57,13 @@ def redact_review_events(*, author_id: int) -> int:
     first event shows the marker only inside the batch that removes it).
 
     On PostgreSQL the event table refuses UPDATE and DELETE (a trigger)
-    unless the transaction first declares a redaction with exactly ``SELECT
-    set_config('storefront.log_redaction', 'on', true)``: local to the
-    transaction, it ends with it. This is the only statement that relies on
-    it. SQLite has no such trigger.
+    unless the transaction first declared a redaction (``declare_redaction``);
+    this is the only statement that relies on it. SQLite has no such trigger.
     """
     connection = connections[WRITE_DB]
+    declare_redaction()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT set_config('storefront.log_redaction', 'on', true)")
             cursor.execute(_REDACT_POSTGRES, [REDACTED, REDACTED, REDACTED, str(author_id)])
         else:
             cursor.execute(_REDACT_SQLITE, [REDACTED, REDACTED, REDACTED, author_id])

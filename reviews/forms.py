@@ -3,7 +3,7 @@ form collects the input and shows the service's errors on its fields."""
 
 from django import forms
 
-from catalog.errors import DomainError
+from kernel.errors import DomainError
 
 
 class ReviewForm(forms.Form):

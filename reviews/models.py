@@ -5,8 +5,6 @@ from django.db import models
 from django.db.models.functions import Length, Now
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 
-from catalog.models import Product
-
 MIN_BODY = 10
 MAX_BODY = 5000
 MAX_TITLE = 120
@@ -15,7 +13,7 @@ MAX_TITLE = 120
 class Review(models.Model):
     # PROTECT: a review leaves only through a command that records its event
     # (``reviews.services``; a user goes with ``user_erase``), never by cascade.
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="reviews")
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="reviews")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
     )

@@ -14,20 +14,31 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from catalog import errors
-from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
-from catalog.models import Product
-from catalog.signals import ProductEvent, command_transaction, lock_stream, send_event
-from catalog.validation import clean_id, clean_text, clean_whole_number
-from reviews import erasure
+from eventstore.events import send_event
+from eventstore.recording import command_transaction, lock_stream
+from kernel.aggregates import conflict_on_integrity_error, locked
+from kernel.cleaning import clean_id, clean_text, clean_whole_number
+from kernel.errors import (
+    NOT_STAFF,
+    PRODUCT_INACTIVE,
+    PRODUCT_NOT_FOUND,
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+)
+from reviews import erasure, errors
+from reviews.events import ReviewAdded, ReviewEdited, ReviewEvent, ReviewRemoved
 from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
-from reviews.signals import ReviewAdded, ReviewEdited, ReviewEvent, ReviewRemoved
 
 # Whoever sent the command, signed in or not (``request.user``); each command checks.
 Actor = AbstractBaseUser | AnonymousUser
+# A new review takes the reviewed product's own command lock: the catalog's
+# product stream (``catalog.events.ProductEvent.stream_type``).
+PRODUCT_STREAM = "product"
 
 
 def clean_rating(value: Any) -> int:
@@ -44,28 +55,38 @@ def clean_body(value: Any) -> str:
 
 def _require_user(user: Any) -> User:
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
-        raise NotAllowed("Sign in to do this.")
+        raise NotAllowed(errors.SIGN_IN)
     return cast(User, user)
 
 
 def _locked_review(review_id: Any) -> Review:
-    """The review, locked alone: a join's FOR UPDATE would lock its author's
-    row too, and ``user_erase`` locks that row before the reviews, so the
-    two would deadlock."""
-    pk = clean_id(review_id)
-    if pk:
-        lock_stream(ReviewEvent.stream_type, pk)
-    review = (
-        Review.objects.select_for_update(of=("self",))
-        .select_related("author")
-        .filter(pk=pk)
-        .first()
-        if pk
-        else None
+    """The review, locked alone (``FOR UPDATE OF`` the review): locking its
+    author's row too would deadlock with ``user_erase``, which locks that row
+    before the reviews."""
+    return locked(
+        Review,
+        review_id,
+        stream_type=ReviewEvent.stream_type,
+        not_found=errors.REVIEW_NOT_FOUND,
+        field="review",
+        no_key=False,
+        related=("author",),
     )
-    if review is None:
-        raise NotFound(errors.REVIEW_NOT_FOUND, field="review")
-    return review
+
+
+def _reviewed_product(product_id: Any) -> Any:
+    """The product to review, under its command lock (references to it may go
+    on). Reached through ``Review.product``: reviews depend on the catalog
+    only by that key."""
+    product_model = Review._meta.get_field("product").related_model
+    assert isinstance(product_model, type)
+    return locked(
+        product_model,
+        product_id,
+        stream_type=PRODUCT_STREAM,
+        not_found=PRODUCT_NOT_FOUND,
+        field="product",
+    )
 
 
 def clean_title(value: Any) -> str:
@@ -83,33 +104,22 @@ def review_add(
     rating = clean_rating(rating)
     title = clean_title(title)
     body = clean_body(body)
-    pk = clean_id(product_id)
     with command_transaction():
-        # The product's command lock (see catalog.services); references to it may go on.
-        if pk:
-            lock_stream(ProductEvent.stream_type, pk)
-        product = (
-            Product.objects.select_for_update(no_key=True).filter(pk=pk).first() if pk else None
-        )
-        if product is None:
-            raise NotFound(errors.PRODUCT_NOT_FOUND, field="product")
+        product = _reviewed_product(product_id)
         if not product.is_active:
-            raise Conflict(errors.PRODUCT_INACTIVE, field="product")
+            raise Conflict(PRODUCT_INACTIVE, field="product")
         if Review.objects.filter(product=product, author=author).exists():
             raise Conflict(errors.REVIEW_EXISTS)
         now = timezone.now()
-        try:
-            with transaction.atomic():
-                review = Review.objects.create(
-                    product=product,
-                    author=author,
-                    rating=rating,
-                    title=title,
-                    body=body,
-                    created_at=now,
-                )
-        except IntegrityError:
-            raise Conflict(errors.REVIEW_EXISTS) from None
+        with conflict_on_integrity_error(errors.REVIEW_EXISTS):
+            review = Review.objects.create(
+                product=product,
+                author=author,
+                rating=rating,
+                title=title,
+                body=body,
+                created_at=now,
+            )
         send_event(
             ReviewAdded(
                 review_id=review.pk,
@@ -132,13 +142,13 @@ def review_edit(
     new_rating = clean_rating(rating) if rating is not None else None
     new_body = clean_body(body) if body is not None else None
     if new_rating is None and new_body is None:
-        raise InvalidInput("Give a new rating or a new text.")
+        raise InvalidInput(errors.NOTHING_TO_CHANGE)
     with command_transaction():
         review = _locked_review(review_id)
         if review.author_id != author.pk:
             raise NotAllowed(errors.REVIEW_NOT_YOURS)
         if review.is_hidden:
-            raise Conflict("This review was hidden by a moderator and cannot be edited.")
+            raise Conflict(errors.REVIEW_HIDDEN)
         previous = (review.rating, review.body)
         review.rating = new_rating if new_rating is not None else review.rating
         review.body = new_body if new_body is not None else review.body
@@ -181,7 +191,7 @@ def review_hide(*, review_id: int, moderator: Actor) -> Review:
     """Staff moderation: the review stays in the write model but stops counting."""
     moderator = _require_user(moderator)
     if not getattr(moderator, "is_staff", False):
-        raise NotAllowed(errors.NOT_STAFF)
+        raise NotAllowed(NOT_STAFF)
     with command_transaction():
         review = _locked_review(review_id)
         if review.is_hidden:

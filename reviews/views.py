@@ -13,9 +13,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from catalog.errors import DomainError, NotFound
-from projections.receivers import capture_positions
-from projections.views import RETRY_AFTER_SECONDS, remember_pending_write, render_product_page
+from eventstore.recording import capture_positions
+from kernel.errors import DomainError, NotFound
+from kernel.pages import RETRY_AFTER_SECONDS, product_page, remember_pending_write
 from reviews import services
 from reviews.apis import ReviewCreateView
 from reviews.forms import ReviewForm
@@ -81,15 +81,15 @@ def over_review_rate(request: HttpRequest) -> int | None:
 @require_POST
 @not_saved_on_database_error
 def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
-    product_page = reverse("product-detail", args=[product_id])
+    page_url = reverse("product-detail", args=[product_id])
     if not request.user.is_authenticated:
-        return redirect_to_login(product_page)
+        return redirect_to_login(page_url)
     form = ReviewForm(request.POST)
     wait = over_review_rate(request)
     if wait is not None:
         form.is_valid()  # show the form again as typed, with its own errors too
         form.add_error(None, TOO_MANY_REVIEWS.format(seconds=wait))
-        response = render_product_page(request, product_id, review_form=form, status=429)
+        response = product_page(request, product_id, review_form=form, status=429)
         response["Retry-After"] = str(wait)
         return response
     if form.is_valid():
@@ -108,5 +108,5 @@ def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
             form.add_domain_error(error)
         else:
             remember_pending_write(request, product_id=product_id, token=positions[-1])
-            return redirect(f"{product_page}#reviews-title")
-    return render_product_page(request, product_id, review_form=form, status=400)
+            return redirect(f"{page_url}#reviews-title")
+    return product_page(request, product_id, review_form=form, status=400)

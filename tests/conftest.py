@@ -2,7 +2,7 @@ import environ
 import pytest
 from django.db import connections
 
-from catalog.signals import announce_event_writer
+from eventstore.recording import announce_event_writer
 
 
 def on_postgres() -> bool:
@@ -53,7 +53,7 @@ def _no_checkpoint_watch_outlives_its_test():
     """The process's checkpoint watch keeps what it read: a test's database is
     emptied after it, so the next test starts a watch of its own."""
     yield
-    from projections import consistency
+    from queries import consistency
 
     consistency.watch.stop()
 

@@ -9,8 +9,8 @@ from django.db.models import Max, Model
 from django.utils import timezone
 
 from catalog.models import PriceChange, Product, Recommendation, Seller
-from catalog.signals import command_transaction
-from projections.models import Event
+from eventstore.models import Event
+from eventstore.recording import command_transaction
 from reviews.models import Review
 
 WRITE_MODELS: tuple[type[Model], ...] = (

@@ -30,10 +30,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "axes",
+    # The layers, bottom up: the event store, the write side, the projections,
+    # the query side; and the demo shop with the local server.
+    "eventstore",
     "catalog",
     "reviews",
     "projections",
-    # After catalog, whose runserver extends this app's (the first app listed wins).
+    "queries",
+    # Before staticfiles, whose runserver its own extends (the first app listed wins).
+    "demo",
     "django.contrib.staticfiles",
 ]
 
@@ -175,7 +180,7 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "config.security.client_address"
+AXES_CLIENT_IP_CALLABLE = "kernel.clients.client_address"
 AXES_LOCKOUT_CALLABLE = "config.security.sign_in_locked_out"
 
 SPECTACULAR_SETTINGS = {
@@ -191,12 +196,12 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 
 # The cache (the API's throttle counts) lives in Redis when there is one, so
 # every gunicorn worker and every machine counts together; without Redis it is
-# per process. It fails open (config/cache.py): Redis down never makes a 500.
+# per process. It fails open (kernel/cache.py): Redis down never makes a 500.
 REDIS_URL = env.str("REDIS_URL", default=CELERY_BROKER_URL)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "config.cache.FailOpenRedisCache",
+            "BACKEND": "kernel.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "storefront",
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},

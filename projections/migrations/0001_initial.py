@@ -2,6 +2,7 @@
 
 import django.core.serializers.json
 import django.db.models.functions.datetime
+import eventstore.models
 import projections.models
 from django.db import migrations, models
 
@@ -53,7 +54,7 @@ class Migration(migrations.Migration):
             name='Event',
             fields=[
                 ('position', models.BigAutoField(primary_key=True, serialize=False)),
-                ('transaction_id', projections.models.TransactionIdField(db_default=projections.models.CurrentTransactionId(), editable=False)),
+                ('transaction_id', eventstore.models.TransactionIdField(db_default=eventstore.models.CurrentTransactionId(), editable=False)),
                 ('stream_type', models.CharField(max_length=40)),
                 ('stream_id', models.BigIntegerField()),
                 ('event_type', models.CharField(max_length=60)),

@@ -1,7 +1,7 @@
 """The event table's guard on PostgreSQL (the write database only).
 
 - An event may be inserted only by a transaction that announced itself as an
-  event writer (``catalog.signals.announce_event_writer``): the log's readers
+  event writer (``eventstore.recording.announce_event_writer``): the log's readers
   wait for those transactions alone, so an event from any other would risk
   being passed and never read. A forgotten announcement is an error, not a
   silent skip.

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from projections.bulk import upsert
+from eventstore.eventlog import StoredEvent
 from projections.engine import Projection, handles
-from projections.eventlog import StoredEvent
 from projections.models import ProductFacts, SellerReadModel
-from projections.projectors import shaping
+from projections.projectors import entries
+from projections.upserts import upsert
 
 SELLER_FIELDS = [
     field.name for field in SellerReadModel._meta.concrete_fields if not field.primary_key
@@ -119,7 +119,7 @@ class SellerProjection(Projection):
         seller = self.sellers[facts.seller_id]
         seller.rating_sum += add - remove
         seller.review_count += (1 if add else 0) - (1 if remove else 0)
-        seller.avg_rating = shaping.average(seller.rating_sum, seller.review_count)
+        seller.avg_rating = entries.average(seller.rating_sum, seller.review_count)
         self._touch(seller, event)
 
     def _touch(self, seller: SellerReadModel, event: StoredEvent) -> None:

@@ -1,6 +1,6 @@
 """Read-model rows made directly, so query tests control every field.
 
-The rows are shaped by the projectors' own helpers (``shaping``), so they
+The rows are shaped by the projectors' own helpers (``projections.projectors.entries``), so they
 look like what the projector writes.
 """
 
@@ -13,22 +13,22 @@ from django.conf import settings
 from django.utils import timezone
 
 from projections.models import Checkpoint, ProductReadModel, SellerReadModel
-from projections.projectors import shaping
+from projections.projectors import entries
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def price_history(*prices: str, days_apart: int = 7) -> list[dict[str, Any]]:
     """Entries for ``prices`` given oldest first, stored newest first."""
-    entries = [
-        shaping.price_entry(
+    history = [
+        entries.price_entry(
             change_id=index + 1,
             price=price,
             changed_at=START + dt.timedelta(days=index * days_apart),
         )
         for index, price in enumerate(prices)
     ]
-    return shaping.newest_prices(entries)
+    return entries.newest_prices(history)
 
 
 def review(
@@ -39,7 +39,7 @@ def review(
     title: str = "",
     body: str = "Great value.",
 ) -> dict[str, Any]:
-    return shaping.review_entry(
+    return entries.review_entry(
         review_id=review_id,
         author=author,
         rating=rating,
@@ -64,14 +64,14 @@ class ProductRowFactory(factory.django.DjangoModelFactory):
     price = Decimal("10.00")
     currency = "EUR"
     stock_quantity = 20
-    stock_status = factory.LazyAttribute(lambda row: shaping.stock_status(row.stock_quantity))
-    rating_histogram = factory.LazyFunction(shaping.empty_histogram)
+    stock_status = factory.LazyAttribute(lambda row: entries.stock_status(row.stock_quantity))
+    rating_histogram = factory.LazyFunction(entries.empty_histogram)
     rating_sum = factory.LazyAttribute(
         lambda row: sum(stars * count for stars, count in enumerate(row.rating_histogram, 1))
     )
     review_count = factory.LazyAttribute(lambda row: sum(row.rating_histogram))
     avg_rating = factory.LazyAttribute(
-        lambda row: shaping.average(row.rating_sum, row.review_count)
+        lambda row: entries.average(row.rating_sum, row.review_count)
     )
     seller_id = 1
     seller_name = "Acme Goods"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from django.db import connections
 
-from projections.engine import project_all
+from projections.registry import project_all
 
 
 @contextlib.contextmanager

@@ -10,12 +10,13 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
-from catalog import errors
 from catalog import services as catalog_services
 from catalog.models import PriceChange, Product, Recommendation, Seller
-from projections.consistency import InvalidToken, read_token
-from projections.eventlog import LogPosition
-from projections.models import Event
+from eventstore.eventlog import LogPosition
+from eventstore.models import Event
+from eventstore.tokens import InvalidToken, read_token
+from kernel import errors as kernel_errors
+from reviews import errors as review_errors
 from reviews import services as review_services
 from reviews.models import Review
 from tests import factories
@@ -169,11 +170,11 @@ def test_the_service_messages_reach_the_client(as_user, product):
     response = as_user.post(
         REVIEWS, {"product": product.pk, "rating": 9, "body": "short"}, format="json"
     )
-    assert response.json() == {"rating": [errors.RATING_OUT_OF_RANGE]}
+    assert response.json() == {"rating": [review_errors.RATING_OUT_OF_RANGE]}
     response = as_user.post(
         REVIEWS, {"product": product.pk, "rating": 3, "body": "short"}, format="json"
     )
-    assert response.json() == {"body": [errors.BODY_LENGTH]}
+    assert response.json() == {"body": [review_errors.BODY_LENGTH]}
 
 
 @pytest.mark.parametrize(
@@ -232,7 +233,7 @@ def test_add_review_of_an_unknown_product_is_a_404(as_user, product, product_id)
     with nothing_written():
         response = as_user.post(REVIEWS, payload, content_type="application/json")
     assert response.status_code == 404
-    assert response.json() == {"detail": errors.PRODUCT_NOT_FOUND}
+    assert response.json() == {"detail": kernel_errors.PRODUCT_NOT_FOUND}
     assert_documented(response, REVIEWS, "POST")
 
 
@@ -243,7 +244,7 @@ def test_a_second_review_of_the_same_product_is_a_409(as_user, user, product):
             REVIEWS, {"product": product.pk, "rating": 1, "body": "Changed my mind."}
         )
     assert response.status_code == 409
-    assert response.json() == {"detail": errors.REVIEW_EXISTS}
+    assert response.json() == {"detail": review_errors.REVIEW_EXISTS}
     assert_documented(response, REVIEWS, "POST")
 
 
@@ -254,7 +255,7 @@ def test_reviewing_a_product_off_sale_is_a_409(as_user, product):
             REVIEWS, {"product": product.pk, "rating": 5, "body": "Excellent kettle."}
         )
     assert response.status_code == 409
-    assert response.json() == {"detail": errors.PRODUCT_INACTIVE}
+    assert response.json() == {"detail": kernel_errors.PRODUCT_INACTIVE}
 
 
 def test_review_posting_is_throttled_per_user(as_user, as_other, settings):
@@ -334,7 +335,7 @@ def test_only_the_author_edits_or_removes(as_other, review):
         remove = as_other.delete(REVIEW.format(review_id=review.pk))
     for response, method in [(edit, "PATCH"), (remove, "DELETE")]:
         assert response.status_code == 403
-        assert response.json() == {"detail": errors.REVIEW_NOT_YOURS}
+        assert response.json() == {"detail": review_errors.REVIEW_NOT_YOURS}
         assert_documented(response, REVIEW, method)
 
 
@@ -353,7 +354,7 @@ def test_unknown_reviews_are_a_404(as_user, review, review_id):
         edit = as_user.patch(REVIEW.format(review_id=review_id), {"rating": 1}, format="json")
         remove = as_user.delete(REVIEW.format(review_id=review_id))
     assert (edit.status_code, remove.status_code) == (404, 404)
-    assert edit.json() == {"detail": errors.REVIEW_NOT_FOUND}
+    assert edit.json() == {"detail": review_errors.REVIEW_NOT_FOUND}
     assert_documented(edit, REVIEW, "PATCH")
     assert_documented(remove, REVIEW, "DELETE")
 
@@ -520,7 +521,7 @@ def test_catalog_commands_on_unknown_products_are_a_404(
     with nothing_written():
         response = as_staff.post(url.format(product_id=product_id), payload, format="json")
     assert response.status_code == 404
-    assert response.json() == {"detail": errors.PRODUCT_NOT_FOUND}
+    assert response.json() == {"detail": kernel_errors.PRODUCT_NOT_FOUND}
     assert_documented(response, url, "POST")
 
 

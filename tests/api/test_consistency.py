@@ -6,11 +6,11 @@ from django.core import signing
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from projections import consistency
-from projections.consistency import issue_token
+from eventstore.eventlog import LogPosition
+from eventstore.tokens import TOKEN_SALT, issue_token
 from projections.engine import checkpoint_payload
-from projections.eventlog import LogPosition
 from projections.models import Checkpoint
+from queries import consistency
 from tests.api.factories import ProductRowFactory, set_checkpoints
 from tests.api.schema import assert_documented
 from tests.conftest import on_postgres
@@ -313,9 +313,7 @@ def test_a_malformed_token_is_a_400(api, token, url):
 
 def _forged(position: str) -> str:
     """A token of the right shape whose signature this server did not make."""
-    signer = signing.TimestampSigner(
-        key="not-the-servers-key", salt=consistency.TOKEN_SALT, sep="."
-    )
+    signer = signing.TimestampSigner(key="not-the-servers-key", salt=TOKEN_SALT, sep=".")
     return signer.sign(position)
 
 

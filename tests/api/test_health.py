@@ -6,9 +6,9 @@ from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from projections import health
-from projections.engine import project_all
-from projections.models import Event
+from eventstore.models import Event
+from projections.registry import project_all
+from queries import health
 from tests import factories
 from tests.support import record_old_events
 

@@ -7,9 +7,9 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from projections import selectors
 from projections.models import ProductReadModel
-from projections.serializers import ProductDetailSerializer
+from queries import selectors
+from queries.serializers import ProductDetailSerializer
 from tests.api.factories import ProductRowFactory, SellerRowFactory, price_history, review
 from tests.api.schema import assert_documented
 

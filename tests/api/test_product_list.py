@@ -4,7 +4,7 @@ import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from projections.selectors import ORDERINGS, Cursor
+from queries.selectors import ORDERINGS, Cursor
 from tests.api.factories import ProductRowFactory, SellerRowFactory
 from tests.api.schema import assert_documented
 

@@ -85,7 +85,7 @@ def test_the_pages_share_the_limit(client, limited, url):
 def test_without_its_cache_the_limit_fails_open(api, limited, settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "config.cache.FailOpenRedisCache",
+            "BACKEND": "kernel.cache.FailOpenRedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
             "OPTIONS": {"socket_connect_timeout": 0.1, "socket_timeout": 0.1},
         }

@@ -5,7 +5,7 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from projections.engine import project_all
+from projections.registry import project_all
 from tests import factories
 from tests.api.projector import projector_running
 

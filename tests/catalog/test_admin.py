@@ -7,8 +7,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from catalog import services
-from catalog.errors import Conflict
 from catalog.models import PriceChange, Product, Recommendation, Seller
+from kernel.errors import Conflict
 from tests.factories import ProductFactory, SellerFactory
 from tests.support import events_after, last_position, nothing_written
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from catalog import services
-from catalog.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import Conflict, InvalidInput, NotFound
 from tests.factories import ProductFactory
 from tests.support import nothing_written
 

@@ -11,8 +11,8 @@ from django.db import connection, transaction
 
 from catalog import services
 from catalog.models import Product, Recommendation
-from catalog.signals import command_transaction
-from projections.models import Event
+from eventstore.models import Event
+from eventstore.recording import command_transaction
 from tests.factories import ProductFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

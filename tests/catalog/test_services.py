@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from catalog import services
-from catalog.errors import Conflict
 from catalog.models import PriceChange, Recommendation
-from catalog.signals import domain_event
+from eventstore.events import domain_event
+from kernel.errors import Conflict
 from reviews.services import review_add
 from tests.factories import ProductFactory, SellerFactory, UserFactory
 from tests.support import last_position, nothing_written, records_one_event

@@ -6,17 +6,13 @@ import time
 
 import pytest
 
-from projections import eventlog, tasks
-from projections.engine import Outcome, ensure_checkpoints, project_all, run_batch
-from projections.projectors import PROJECTIONS
+from eventstore import eventlog
+from projections import tasks
+from projections.engine import Outcome, ensure_checkpoints, run_batch
+from projections.registry import PROJECTIONS, project_all
 from tests.chaos import tally
 from tests.chaos.verify import assert_no_drift
-from tests.projections.history import (
-    Writer,
-    make_users,
-    random_command,
-    seed_catalog,
-)
+from tests.projections.history import Writer, make_users, random_command, seed_catalog
 from tests.projections.processes import (
     kill,
     process_env,

@@ -12,9 +12,9 @@ import pytest
 
 from catalog import services as catalog
 from catalog.models import Product
-from projections import eventlog
+from eventstore import eventlog
+from eventstore.recording import capture_positions
 from projections.models import Checkpoint
-from projections.receivers import capture_positions
 from tests.chaos import tally
 from tests.chaos.verify import assert_no_drift
 from tests.projections.history import Writer, make_users, seed_catalog

@@ -17,7 +17,7 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Product
-from projections import eventlog
+from eventstore import eventlog
 from tests.chaos import tally
 from tests.chaos.proxy import CuttableProxy
 from tests.chaos.verify import assert_no_drift

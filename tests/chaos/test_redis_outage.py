@@ -11,8 +11,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import Product
-from projections import eventlog
-from projections.models import Event
+from eventstore import eventlog
+from eventstore.models import Event
 from tests import factories
 from tests.chaos import tally
 from tests.chaos.verify import assert_no_drift
@@ -49,7 +49,7 @@ def test_commands_go_on_while_redis_is_down_and_the_workers_resume(broker, tmp_p
     settings.CACHES = {
         "default": {
             **settings.CACHES["default"],
-            "BACKEND": "config.cache.FailOpenRedisCache",
+            "BACKEND": "kernel.cache.FailOpenRedisCache",
             "LOCATION": broker.url,
         }
     }

@@ -58,7 +58,7 @@ def test_a_worker_killed_mid_batch_again_and_again_loses_and_doubles_nothing(bro
         # Kill until KILLS kills have landed mid-batch; a kill that found no
         # batch running (a slow restart on a busy machine) does not count.
         while mid_batch < KILLS and kills < KILLS + 6:
-            tasks.nudge_after_commit()
+            tasks.wake_after_commit()
             mid_batch += kill_when_busy(worker, timeout=10)
             kills += 1
             worker = start_worker(env, f"victim{kills}", tmp_path / "worker.log")

@@ -21,9 +21,9 @@ django.setup()
 import psycopg
 from django.db import connections
 
-from projections import consistency
-from projections.eventlog import LogPosition
-from projections.pg import listening_connection
+from queries import consistency
+from eventstore.eventlog import LogPosition
+from eventstore.listen import listening_connection
 
 OPTIONS = ("connect_timeout", "sslmode")
 SERVER_SAYS = "SELECT current_setting('application_name')"

@@ -193,7 +193,7 @@ def test_the_redis_cache_fails_open_when_redis_is_down(settings):
     server.start()
     settings.CACHES = {
         "default": {
-            "BACKEND": "config.cache.FailOpenRedisCache",
+            "BACKEND": "kernel.cache.FailOpenRedisCache",
             "LOCATION": server.url,
             "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }

@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from catalog.management.commands.runserver import check_address
+from demo.management.commands.runserver import check_address
 from tests.projections.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from projections.engine import project_all
+from projections.registry import project_all
 from reviews import services as review_services
 from tests import factories
 from tests.fuzz.conftest import answered

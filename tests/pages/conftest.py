@@ -1,7 +1,7 @@
 import pytest
 from django.core.cache import cache
 
-from projections.views import fragments
+from queries.views import fragments
 
 
 @pytest.fixture(autouse=True)

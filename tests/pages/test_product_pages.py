@@ -9,10 +9,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from catalog import errors
 from catalog import services as catalog_services
-from projections.engine import project_all
-from projections.models import Event
+from eventstore.models import Event
+from kernel import errors as kernel_errors
+from projections.registry import project_all
+from reviews import errors as review_errors
 from reviews.models import Review
 from reviews.views import TOO_MANY_REVIEWS
 from tests import factories
@@ -296,7 +297,7 @@ def test_when_the_projector_lags_the_page_says_the_review_is_coming(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"rating": "5", "body": "short"}, errors.BODY_LENGTH),
+        ({"rating": "5", "body": "short"}, review_errors.BODY_LENGTH),
         ({"rating": "5", "body": "no\x00nul bytes please"}, "Null characters are not allowed."),
         ({"rating": "9", "body": "A long enough review."}, "Select a valid choice."),
         ({"rating": "5"}, "This field is required."),
@@ -331,7 +332,7 @@ def test_a_second_review_shows_the_conflict_on_the_form(client, user, product):
         f"/products/{product.pk}/reviews/", {"rating": "1", "body": "Another opinion."}
     )
     assert response.status_code == 400
-    assert errors.REVIEW_EXISTS.replace("'", "&#x27;") in text(response)
+    assert review_errors.REVIEW_EXISTS.replace("'", "&#x27;") in text(response)
     assert Event.objects.count() == events
 
 
@@ -410,7 +411,7 @@ def test_reviewing_a_product_off_sale_shows_why(client, user, product):
         f"/products/{product.pk}/reviews/", {"rating": "5", "body": "A long review."}
     )
     assert response.status_code == 400
-    assert errors.PRODUCT_INACTIVE in text(response)
+    assert kernel_errors.PRODUCT_INACTIVE in text(response)
 
 
 # The list page --------------------------------------------------------------------

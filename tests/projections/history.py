@@ -9,12 +9,11 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 
 from catalog import services as catalog
-from catalog.errors import DomainError
 from catalog.models import Product, Seller
-from catalog.signals import command_transaction
-from projections.models import Event
-from projections.rebuild import SWAPPED_MODELS
-from projections.truth import (
+from eventstore.models import Event
+from eventstore.recording import command_transaction
+from kernel.errors import DomainError
+from projections.expected import (
     PRODUCT_FIELDS,
     SELLER_FIELDS,
     actual_products,
@@ -23,6 +22,7 @@ from projections.truth import (
     expected_products,
     expected_sellers,
 )
+from projections.rebuild import SWAPPED_MODELS
 from reviews import services as reviews
 from reviews.models import Review
 

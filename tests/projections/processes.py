@@ -18,9 +18,9 @@ from typing import Any
 
 from django.db import connections
 
-from projections import eventlog
+from eventstore import eventlog
 from projections.models import Checkpoint
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,9 +3,9 @@ import random
 import pytest
 from django.contrib.auth.models import Permission
 
-from projections.engine import project_all
 from projections.models import Checkpoint, ParkedEvent, RebuildRun
 from projections.projectors.products import ProductProjection
+from projections.registry import project_all
 from tests.projections.history import seed_catalog
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])

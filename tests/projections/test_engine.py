@@ -8,12 +8,13 @@ import psycopg
 import pytest
 from django.db import OperationalError, close_old_connections, connections
 
+from eventstore.listen import connection_params
+from eventstore.models import Event
 from projections import engine
-from projections.engine import Outcome, project_all, retry_parked, run_batch, skip_parked
-from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
-from projections.pg import connection_params
-from projections.projectors import PROJECTIONS
+from projections.engine import Outcome, batches, checkpoints, retry_parked, run_batch, skip_parked
+from projections.models import Checkpoint, ParkedEvent, ProductReadModel
 from projections.projectors.products import ProductProjection, partition_of
+from projections.registry import PROJECTIONS, project_all
 from tests.projections.history import (
     add_version_one_review,
     assert_exact,
@@ -83,7 +84,7 @@ def test_applying_a_batch_again_changes_nothing(settings):
     project_all()
     before = snapshot()
     checkpoint = Checkpoint.objects.get(projector="products", partition=0)
-    from projections.eventlog import START, read_events
+    from eventstore.eventlog import START, read_events
 
     already_applied = read_events(START, 50)
     result = run_batch(ProductProjection, 0, events=already_applied)
@@ -102,18 +103,18 @@ def test_a_crash_between_the_row_writes_and_the_checkpoint_counts_once(monkeypat
         random_command(rng, users)
 
     engine.ensure_checkpoints(ProductProjection)
-    real_advance = engine._advance
+    real_advance = batches.advance
 
     def crash_after_writing(checkpoint, events, owner):
         raise SystemExit("worker killed after its row writes, before its checkpoint")
 
-    monkeypatch.setattr(engine, "_advance", crash_after_writing)
+    monkeypatch.setattr(batches, "advance", crash_after_writing)
     with pytest.raises(SystemExit):
         run_batch(ProductProjection, 0)
     assert Checkpoint.objects.get(projector="products", partition=0).position == 0
     assert not ProductReadModel.objects.filter(partition=0).exists()
 
-    monkeypatch.setattr(engine, "_advance", real_advance)
+    monkeypatch.setattr(batches, "advance", real_advance)
     project_all()
     assert_exact()
 
@@ -456,7 +457,7 @@ def test_a_real_deadlock_never_parks_a_good_event(monkeypatch, settings):
     )
 
     def rival_takes_the_partition_then_lets_go():
-        partition_lock = [engine._lock_key("products"), partition]
+        partition_lock = [checkpoints.lock_key("products"), partition]
         rival.execute("SELECT pg_advisory_xact_lock(%s, %s)", partition_lock)
         rival.rollback()
 

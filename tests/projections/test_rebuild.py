@@ -13,11 +13,10 @@ from django.core.management import call_command
 from django.db import connections
 
 from catalog import services as catalog
-from projections import truth
-from projections.engine import project_all
+from eventstore.models import Event
+from projections import expected as truth
 from projections.models import (
     Checkpoint,
-    Event,
     ProductFacts,
     ProductReadModel,
     RebuildRun,
@@ -25,7 +24,6 @@ from projections.models import (
     ReviewReadModel,
     SellerFacts,
 )
-from projections.projectors import PROJECTIONS
 from projections.projectors.products import WHOLE_PARTITION
 from projections.rebuild import (
     backfill_from_snapshot,
@@ -35,6 +33,7 @@ from projections.rebuild import (
     shadow_alias,
     shadow_exists,
 )
+from projections.registry import PROJECTIONS, project_all
 from tests.projections.history import (
     add_version_one_review,
     assert_exact,

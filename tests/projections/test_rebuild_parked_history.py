@@ -9,10 +9,12 @@ import pytest
 from django.core.management import call_command
 
 from catalog.services import product_change_stock
-from projections.engine import project_all, skip_parked
-from projections.models import Checkpoint, Event, ParkedEvent, ProductReadModel
+from eventstore.models import Event
+from projections.engine import skip_parked
+from projections.models import Checkpoint, ParkedEvent, ProductReadModel
 from projections.projectors.products import ProductProjection
 from projections.rebuild import backfill_from_snapshot, create_shadow, rebuild, shadow_alias, swap
+from projections.registry import project_all
 from tests.projections.history import assert_exact, seed_catalog
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from catalog import services as catalog
-from projections.engine import project_all, run_batch
+from projections.engine import run_batch
 from projections.models import (
     Checkpoint,
     ProductFacts,
@@ -18,7 +18,7 @@ from projections.models import (
     ReviewReadModel,
     SellerFacts,
 )
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS, project_all
 from projections.repair import RepairRefused, repair
 from tests.projections.history import assert_exact, make_users, random_command, seed_catalog
 

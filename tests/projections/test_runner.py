@@ -8,7 +8,7 @@ import pytest
 from django.db import InternalError
 
 from projections import runner
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 
 pytestmark = pytest.mark.django_db(databases=["default", "read"], transaction=True)
 

@@ -11,10 +11,12 @@ from django.db import close_old_connections, connections
 
 from catalog.models import Product
 from catalog.services import product_change_price
-from projections import eventlog, tasks
-from projections.engine import Outcome, project_all, retry_parked, run_batch
+from eventstore import eventlog
+from projections import tasks
+from projections.engine import Outcome, retry_parked, run_batch
 from projections.models import Checkpoint, ParkedEvent, ProductReadModel
 from projections.projectors.products import ProductProjection
+from projections.registry import project_all
 from tests.projections.history import seed_catalog
 
 pytestmark = [

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from catalog import services as catalog_services
-from catalog.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from kernel.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from reviews.services import review_add, review_edit, review_hide, review_remove
 from tests.factories import ProductFactory, ReviewFactory, UserFactory
 from tests.support import nothing_written

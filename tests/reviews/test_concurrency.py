@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from catalog.errors import Conflict
+from kernel.errors import Conflict
 from reviews.models import Review
 from reviews.services import review_add
 from tests.factories import ProductFactory, UserFactory

@@ -15,12 +15,13 @@ from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils.html import escape
 
-from catalog import errors
-from catalog.errors import NotFound
 from catalog.models import PriceChange, Product, Recommendation, Seller
 from catalog.services import product_set_recommendations
-from projections.engine import project_all
-from projections.models import Event, ProductReadModel
+from eventstore.models import Event
+from kernel import errors as kernel_errors
+from kernel.errors import NotFound
+from projections.models import ProductReadModel
+from projections.registry import project_all
 from reviews import services
 from reviews.erasure import REDACTED
 from reviews.models import Review
@@ -476,4 +477,4 @@ def test_a_review_posted_by_a_user_erased_meanwhile_is_a_409_and_leaves_nothing(
         )
 
     assert response.status_code == 409
-    assert response.json() == {"detail": errors.CHANGED_MEANWHILE}
+    assert response.json() == {"detail": kernel_errors.CHANGED_MEANWHILE}

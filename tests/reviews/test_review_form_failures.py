@@ -17,7 +17,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from catalog.models import Product
-from projections.engine import project_all
+from projections.registry import project_all
 from tests.factories import ProductFactory
 from tests.projections.processes import free_port
 from tests.support import write_side

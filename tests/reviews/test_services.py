@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from django.utils.functional import SimpleLazyObject
 
-from catalog.errors import Conflict
+from kernel.errors import Conflict
 from reviews.models import Review
 from reviews.services import review_add, review_edit, review_hide, review_remove
 from tests.factories import ProductFactory, ReviewFactory, UserFactory

@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from projections import eventlog
+from eventstore import eventlog
 from projections.status import partition_statuses
 
 

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from projections.projectors import PROJECTIONS
 from projections.rebuild import RebuildRunning, rebuild
+from projections.registry import PROJECTIONS
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 from projections.runner import ProjectorLoop
 
 MAX_DEFAULT_THREADS = 8

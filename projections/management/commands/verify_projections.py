@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from projections.projectors import PROJECTIONS
+from projections.registry import PROJECTIONS
 from projections.repair import RepairRefused, repair
 from projections.verify import verify
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalog.errors import DomainError
+from kernel.errors import DomainError
 from reviews.services import user_erase
 
 

@@ -1,0 +1,194 @@
+"""Recording events in the command's own transaction.
+
+Every command runs in ``command_transaction()``: an atomic block on the write
+database whose first statement announces it as an *event writer* (a shared
+advisory lock it holds to its end; the log's readers wait for such
+transactions only, ``eventstore.eventlog``). It then takes the lock of the stream
+it changes (``lock_stream``) before its first write, and sends its events
+(``eventstore.events.send_event``); ``record_domain_event`` writes each as a
+row of the event table, in that transaction. After the transaction commits,
+``events_committed`` is sent once, for whoever wants to hear of new events
+(the projections app wakes its workers).
+"""
+
+import contextlib
+import contextvars
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import connections, transaction
+from django.dispatch import Signal, receiver
+
+from eventstore.databases import WRITE_DB
+from eventstore.eventlog import EVENT_WRITER_LOCK, EVENT_WRITER_SETTING, LogPosition
+from eventstore.events import DomainEvent, domain_event
+from eventstore.models import Event
+
+# Sent once after a transaction that recorded events commits.
+events_committed = Signal()
+
+
+class EventOutsideTransaction(RuntimeError):
+    """A domain signal was sent with no transaction open on the write database."""
+
+
+class EventWriterTooLate(RuntimeError):
+    """A transaction wrote before it announced itself as an event writer."""
+
+
+# The check is read before the lock and the setting are taken.
+_ANNOUNCE_SQL = """
+    WITH before AS MATERIALIZED (
+        SELECT pg_current_xact_id_if_assigned() IS NOT NULL
+               AND current_setting(%s, true) IS DISTINCT FROM 'on' AS too_late
+    )
+    SELECT too_late, pg_advisory_xact_lock_shared(%s, %s), set_config(%s, 'on', true)
+    FROM before
+"""
+
+
+def announce_event_writer() -> None:
+    """Say, before the transaction's first write, that it may record events.
+
+    The event log's readers (``eventstore.eventlog``) wait only for the
+    transactions that hold this shared lock, so an unrelated long transaction
+    never holds projection back. A transaction gets its id at its first write
+    (a row lock counts), so the announcement must come first: one made after
+    the id could come too late for a reader that already passed that id. It is
+    then refused, and the event table's trigger refuses an event from a
+    transaction that never announced. Idempotent within a transaction; a
+    no-op on SQLite, whose writers are serialized.
+    """
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return
+    if not connection.in_atomic_block:
+        raise EventWriterTooLate("An event writer is announced inside its transaction.")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ANNOUNCE_SQL, [EVENT_WRITER_SETTING, *EVENT_WRITER_LOCK, EVENT_WRITER_SETTING]
+        )
+        too_late = cursor.fetchone()[0]
+    if too_late:
+        raise EventWriterTooLate(
+            "This transaction wrote before it was announced as an event writer: "
+            "start it with command_transaction() (or announce_event_writer() first)."
+        )
+
+
+# Stream locks: advisory transaction locks keyed (stream type, stream id). Their
+# first keys stay below 2**30, so they never meet EVENT_WRITER_LOCK.
+_STREAM_KEY_BITS = 0x3FFFFFFF
+_STREAM_ID_SPACE = 2**31 - 1
+
+
+def lock_stream(stream_type: str, stream_id: int) -> None:
+    """Hold one event stream (an aggregate) for the rest of the command's
+    transaction, waiting for the command that holds it now to end.
+
+    Call it after ``announce_event_writer`` and before the transaction's
+    first write. It is what keeps the events of one stream in the order
+    their commands ran: readers go by transaction id, and a transaction gets
+    its id at its first write, which comes after this wait. A row lock alone
+    does not promise that: a transaction waiting for a row that another one
+    updates can be given its id while it waits and still be overtaken by a
+    later waiter (PostgreSQL re-locks the row's newest version), and its
+    event would then be read before the one it followed. Ids beyond 2**31
+    share a lock with a smaller one, which only makes them wait for each
+    other. A no-op on SQLite, whose writers are serialized.
+    """
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return
+    kind = zlib.crc32(f"storefront-stream:{stream_type}".encode()) & _STREAM_KEY_BITS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [kind, int(stream_id) % _STREAM_ID_SPACE]
+        )
+
+
+@contextlib.contextmanager
+def command_transaction() -> Iterator[None]:
+    """The transaction of a command on the write database: atomic, and
+    announced as an event writer before anything else runs in it."""
+    with transaction.atomic(using=WRITE_DB):
+        announce_event_writer()
+        yield
+
+
+def declare_redaction() -> None:
+    """Let this transaction change event payloads (PostgreSQL).
+
+    The event table's guard (projections migration 0007) refuses every UPDATE
+    and DELETE, except an UPDATE of payloads alone in a transaction that said
+    so first: the erasure of a person's words (``reviews.erasure``). Local to
+    the transaction. A no-op on SQLite, which has no guard.
+    """
+    connection = connections[WRITE_DB]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('storefront.log_redaction', 'on', true)")
+
+
+EVENTS_CHANNEL = "storefront_events"
+
+_captured: contextvars.ContextVar[list[LogPosition] | None] = contextvars.ContextVar(
+    "captured_events", default=None
+)
+
+
+@contextlib.contextmanager
+def capture_positions() -> Iterator[list[LogPosition]]:
+    """Collect the log positions of the events recorded inside the block.
+
+    The query side turns the last one into a consistency token.
+    """
+    positions: list[LogPosition] = []
+    reset = _captured.set(positions)
+    try:
+        yield positions
+    finally:
+        _captured.reset(reset)
+
+
+@receiver(domain_event, dispatch_uid="eventstore.record_domain_event")
+def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event:
+    connection = connections[WRITE_DB]
+    if not connection.in_atomic_block:
+        raise EventOutsideTransaction(
+            f"{event.event_type} was sent outside a transaction on {WRITE_DB!r}."
+        )
+    # Already done by a command's transaction; a transaction that wrote
+    # something before without it is refused (EventWriterTooLate).
+    announce_event_writer()
+    stored = Event.objects.create(
+        stream_type=event.stream_type,
+        stream_id=event.stream_id,
+        event_type=event.event_type,
+        version=event.version,
+        payload=event.payload(),
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Delivered by PostgreSQL when (and only if) the transaction commits;
+            # repeats within one transaction are folded into one.
+            cursor.execute("SELECT pg_notify(%s, '')", [EVENTS_CHANNEL])
+    captured = _captured.get()
+    if captured is not None:
+        captured.append(LogPosition(stored.transaction_id or 0, stored.position))
+    _after_commit_send_events_committed(connection)
+    return stored
+
+
+def _send_events_committed() -> None:
+    events_committed.send_robust(sender=Event)
+
+
+def _after_commit_send_events_committed(connection: Any) -> None:
+    """Send ``events_committed`` once when this transaction commits (never
+    if it rolls back); a receiver's error is logged by Django, not raised."""
+    if any(callback is _send_events_committed for _, callback, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_send_events_committed, using=WRITE_DB)

@@ -1,0 +1,255 @@
+"""Batches: apply the next events of one partition, exactly once.
+
+See ``projections.engine`` for the steps of a batch and what a failure does.
+"""
+
+import contextlib
+import dataclasses
+import enum
+import gc
+import os
+import socket
+from collections.abc import Iterator, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from eventstore import eventlog
+from eventstore.databases import READ_DB
+from eventstore.eventlog import LogPosition, StoredEvent
+from projections.engine.checkpoints import (
+    advance,
+    checkpoint_position,
+    kept_at,
+    lock_checkpoint,
+    look_at,
+    unchanged,
+)
+from projections.engine.failures import is_infrastructure_error, record_failure
+from projections.engine.projection import Projection
+from projections.engine.reads import SharedReads, next_in_log
+from projections.models import Checkpoint
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    IDLE = "idle"
+    BUSY = "busy"
+    HALTED = "halted"
+    BACKING_OFF = "backing_off"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass
+class BatchResult:
+    outcome: Outcome
+    applied: int = 0
+    position: LogPosition = eventlog.START
+    # The checkpoint as an applied batch left it, to hand to the next batch
+    # as ``known`` (see ``run_batch``). Only an applied batch's: it was read
+    # under the partition's lock a moment ago.
+    checkpoint: Checkpoint | None = None
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int | None, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+# SQLSTATE classes and codes that say nothing about the events: the connection
+# failed (08), the transaction lost a race (40: serialization failure,
+# deadlock), the server ran short (53) or was told to stop the statement or
+# the session (57: statement timeout, cancel, shutdown), a system error (58),
+# a lock timeout (55P03), an idle-in-transaction timeout (25P03).
+
+
+def _apply_all(projection: Projection, events: Sequence[StoredEvent]) -> None:
+    """Run the projector's code on ``events`` (upcast already, as ``reads``
+    gives them: ``prepare`` and the handlers see the current versions alike);
+    what it raises is a
+    ``_HandlerFailed`` (with the failing event's index while handlers run),
+    unless it is an infrastructure error, which goes up as it is."""
+    index: int | None = None
+    try:
+        projection.prepare(events)
+        for index, event in enumerate(events):  # noqa: B007 (read below when one raises)
+            projection.apply(event)
+        index = None
+        projection.flush()
+    except Exception as error:
+        if is_infrastructure_error(error):
+            raise
+        raise _HandlerFailed(index, error) from error
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of a batch.
+
+    A batch allocates many containers that live until it ends (events,
+    payloads, rows, list entries) and makes almost no cycles: the collector
+    would scan them again and again, all the more so beside the rows a kept
+    projection holds (it took 40% of a replay's time). Reference counting
+    frees them; the collector runs again between batches.
+    """
+    if not gc.isenabled():
+        yield  # already paused (by another thread's batch): that one resumes it
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@_collector_paused()
+def run_batch(
+    projection_class: type[Projection],
+    partition: int,
+    *,
+    batch_size: int | None = None,
+    owner: str | None = None,
+    events: Sequence[StoredEvent] | None = None,
+    known: Checkpoint | None = None,
+    reads: "SharedReads | None" = None,
+    projection: Projection | None = None,
+) -> BatchResult:
+    """Apply the next batch of one partition; see the module docstring.
+
+    The events are read before the batch's transaction takes its id: on a
+    PostgreSQL server that holds both databases, a transaction of our own
+    that already has an id would hold the log's horizon back.
+
+    ``events``, when given, are applied instead of reading the log, and only
+    if they are exactly the log's next events after the checkpoint (the engine
+    uses this to retry a failed batch one event at a time); otherwise BUSY.
+
+    ``known`` is the checkpoint as the previous batch of this process left it
+    (``BatchResult.checkpoint``): a guess that saves a query, checked under the
+    partition's lock like any other look; a wrong guess costs a fresh look.
+    ``reads`` lets the partitions of one pass share their reads of the log.
+    ``projection`` is an instance kept from batch to batch (see
+    ``Projection.forget``); by default each batch makes a fresh one.
+    """
+    owner = owner or default_owner()
+    name = projection_class.name
+    peek = known if known is not None else look_at(projection_class, partition)
+    start = checkpoint_position(peek)
+    if peek.halted_at_position is not None:
+        return BatchResult(Outcome.HALTED, position=start)
+    if peek.next_attempt_at and peek.next_attempt_at > timezone.now():
+        return BatchResult(Outcome.BACKING_OFF, position=start)
+    size = batch_size or settings.PROJECTION_BATCH_SIZE
+    batch = (
+        list(events)
+        if events is not None
+        else (reads or SharedReads()).read(start, size, peek.skip_snapshot)
+    )
+    if not batch:
+        return BatchResult(Outcome.IDLE, position=start)
+    if events is not None and not next_in_log(batch, start, peek.skip_snapshot):
+        return BatchResult(Outcome.BUSY, position=start)
+    instance = projection or projection_class(partition, projection_class.partition_count())
+    kept, instance.kept_at = instance.kept_at, None  # unknown until this batch commits
+    advanced: Checkpoint | None = None
+    try:
+        with transaction.atomic(using=READ_DB):
+            checkpoint = lock_checkpoint(name, partition)
+            if checkpoint is not None and unchanged(checkpoint, peek):
+                if kept != kept_at(checkpoint):
+                    instance.forget()
+                _apply_all(instance, batch)
+                advance(checkpoint, batch, owner)
+                advanced = checkpoint
+    except _HandlerFailed as failure:
+        instance.forget()
+        return _recover(projection_class, partition, batch, failure, owner=owner)
+    except BaseException:
+        instance.forget()
+        raise
+    if advanced is not None:
+        instance.kept_at = kept_at(advanced)
+        return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=advanced)
+    instance.kept_at = kept  # nothing was applied
+    if checkpoint is None or known is None:
+        return BatchResult(Outcome.BUSY, position=start)
+    # Our guess was stale (someone else moved the partition): look again.
+    return run_batch(
+        projection_class,
+        partition,
+        batch_size=batch_size,
+        owner=owner,
+        events=events,
+        reads=reads,
+        projection=projection,
+    )
+
+
+def _recover(
+    projection_class: type[Projection],
+    partition: int,
+    batch: Sequence[StoredEvent],
+    failure: _HandlerFailed,
+    *,
+    owner: str,
+) -> BatchResult:
+    if len(batch) > 1:
+        applied = 0
+        for event in batch:
+            result = run_batch(projection_class, partition, owner=owner, events=[event])
+            applied += result.applied
+            if result.outcome is not Outcome.APPLIED:
+                return dataclasses.replace(result, applied=applied)
+        return BatchResult(Outcome.APPLIED, applied, batch[-1].log_position)
+    record_failure(projection_class.name, partition, batch[0], failure.error)
+    return BatchResult(Outcome.FAILED)
+
+
+def catch_up(
+    projection_class: type[Projection],
+    partition: int,
+    *,
+    batch_size: int | None = None,
+    owner: str | None = None,
+    max_batches: int | None = None,
+    known: dict[tuple[str, int], Checkpoint] | None = None,
+    reads: SharedReads | None = None,
+    projection: Projection | None = None,
+) -> int:
+    """Run batches on one partition until it is idle, busy, halted or failing.
+
+    ``known`` keeps each partition's checkpoint between calls (a runner's
+    passes), so a batch need not look it up first; ``projection`` is an
+    instance kept from batch to batch; see ``run_batch``.
+    """
+    size = batch_size or settings.PROJECTION_BATCH_SIZE
+    key = (projection_class.name, partition)
+    memory = known if known is not None else {}
+    applied = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        result = run_batch(
+            projection_class,
+            partition,
+            batch_size=size,
+            owner=owner,
+            known=memory.get(key),
+            reads=reads,
+            projection=projection,
+        )
+        if result.checkpoint is not None:
+            memory[key] = result.checkpoint
+        else:
+            memory.pop(key, None)
+        batches += 1
+        applied += result.applied
+        if result.outcome is not Outcome.APPLIED or result.applied < size:
+            break  # caught up with the log as it was read: let other partitions go
+    return applied

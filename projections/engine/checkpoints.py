@@ -1,0 +1,184 @@
+"""A partition's checkpoint: taking the partition, moving the checkpoint,
+and telling waiting readers.
+
+The partition's lock is an advisory transaction lock on the read database:
+it is the partition's ownership; a busy partition is skipped, and a dead
+worker's lock goes with its connection.
+"""
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from eventstore.databases import READ_DB
+from eventstore.eventlog import LogPosition, StoredEvent
+from projections.engine.projection import Projection
+from projections.models import Checkpoint, ParkedEvent
+
+CHECKPOINTS_CHANNEL = "storefront_checkpoints"
+
+
+def ensure_checkpoints(projection: type[Projection]) -> None:
+    for partition in range(projection.partition_count()):
+        Checkpoint.objects.get_or_create(projector=projection.name, partition=partition)
+
+
+_TAKE_PARTITION_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+)
+
+
+def lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
+    """Take the partition for this transaction, or None when another worker has it.
+
+    On PostgreSQL a transaction-scoped advisory lock: unlike a row lock it
+    gives the transaction no id until its first write, so the batch does not
+    hold back the log horizon of readers on the same server while it loads.
+    A dead worker's lock goes with its connection. On SQLite the batch's
+    IMMEDIATE transaction already holds the database's write lock.
+
+    The same statement relaxes the batch's durability: its commit skips the
+    fsync wait, so a crash can lose only the last batches, rows and
+    checkpoint together, and the log replays them. For this transaction only
+    (``set_config(..., true)``): a later transaction on the connection, and
+    the next borrower of a pooled one (``DATABASE_POOL``), commit durably.
+    """
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_PARTITION_SQL, [lock_key(name), partition])
+            if not cursor.fetchone()[0]:
+                return None
+    return Checkpoint.objects.filter(projector=name, partition=partition).first()
+
+
+def hold_partition(name: str, partition: int) -> None:
+    """Take the partition for the rest of this transaction on ``read``,
+    waiting for a running batch to finish (no-op on SQLite, whose IMMEDIATE
+    transaction holds the whole database)."""
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [lock_key(name), partition])
+
+
+def wait_for_checkpoint(name: str, partition: int) -> Checkpoint:
+    """Like ``lock_checkpoint``, but waits for a running batch to finish."""
+    hold_partition(name, partition)
+    return Checkpoint.objects.select_for_update().get(projector=name, partition=partition)
+
+
+def lock_key(name: str) -> int:
+    return zlib.crc32(f"storefront-projector:{name}".encode()) - 2**31
+
+
+def checkpoint_payload(checkpoint: Checkpoint) -> str:
+    """What a checkpoint's commit sends with ``NOTIFY``: readers waiting for
+    a position keep every partition's in memory from these
+    (``consistency.CheckpointWatch``)."""
+    return (
+        f"{checkpoint.projector}:{checkpoint.partition}:"
+        f"{checkpoint.transaction_id}:{checkpoint.position}"
+    )
+
+
+def notify_checkpoints_changed() -> None:
+    """Tell waiting readers to read every checkpoint again (an empty payload),
+    when they moved other than by a batch: a skip, a swap, a repair. Sent when
+    the caller's transaction on ``read`` commits."""
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHECKPOINTS_CHANNEL])
+
+
+def advance(checkpoint: Checkpoint, events: Sequence[StoredEvent], owner: str) -> None:
+    """Move the checkpoint past ``events`` and tell the waiting readers, in one
+    statement on PostgreSQL (the NOTIFY is sent when the transaction commits)."""
+    last = events[-1]
+    now = timezone.now()
+    if checkpoint.last_error:
+        # A retried parked event is among these: the batch applied it.
+        mark_retried_resolved(checkpoint.projector, checkpoint.partition, last.log_position)
+    checkpoint.transaction_id = last.transaction_id
+    checkpoint.position = last.position
+    checkpoint.events_applied += len(events)
+    checkpoint.owner = owner
+    checkpoint.heartbeat_at = now
+    checkpoint.failures = 0
+    checkpoint.next_attempt_at = None
+    checkpoint.last_error = ""
+    checkpoint.updated_at = now
+    connection = connections[READ_DB]
+    if connection.vendor != "postgresql":
+        checkpoint.save()
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ADVANCE_SQL,
+            [
+                checkpoint.transaction_id,
+                checkpoint.position,
+                checkpoint.events_applied,
+                owner,
+                now,
+                now,
+                checkpoint.pk,
+                CHECKPOINTS_CHANNEL,
+                checkpoint_payload(checkpoint),
+            ],
+        )
+
+
+_ADVANCE_SQL = f"""
+    UPDATE {Checkpoint._meta.db_table}
+    SET transaction_id = %s, position = %s, events_applied = %s, owner = %s,
+        heartbeat_at = %s, updated_at = %s, failures = 0,
+        next_attempt_at = NULL, last_error = ''
+    WHERE id = %s
+    RETURNING pg_notify(%s, %s)
+"""  # noqa: S608  (the model's own table name)
+
+
+def mark_retried_resolved(name: str, partition: int, position: LogPosition) -> None:
+    ParkedEvent.objects.filter(
+        projector=name,
+        partition=partition,
+        status=ParkedEvent.Status.RETRY,
+        position__lte=position.position,
+        transaction_id__lte=position.transaction_id,
+    ).update(status=ParkedEvent.Status.RESOLVED, resolved_at=timezone.now())
+
+
+def kept_at(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """What identifies the checkpoint as one batch left it: every batch and
+    every out-of-band write to a partition's tables sets ``updated_at``."""
+    return (checkpoint.pk, checkpoint.transaction_id, checkpoint.position, checkpoint.updated_at)
+
+
+def checkpoint_position(checkpoint: Checkpoint) -> LogPosition:
+    return LogPosition(checkpoint.transaction_id, checkpoint.position)
+
+
+def look_at(projection_class: type[Projection], partition: int) -> Checkpoint:
+    name = projection_class.name
+    peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    if peek is None:
+        ensure_checkpoints(projection_class)
+        peek = Checkpoint.objects.get(projector=name, partition=partition)
+    return peek
+
+
+def unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
+    """Nobody moved, halted, failed or repaired the partition since we looked
+    (a repair or a swap may leave the position and change what the log read
+    from it must skip)."""
+    return (
+        checkpoint_position(checkpoint) == checkpoint_position(peek)
+        and checkpoint.skip_snapshot == peek.skip_snapshot
+        and checkpoint.halted_at_position is None
+        and checkpoint.failures == peek.failures
+    )

@@ -1,0 +1,383 @@
+"""The read-only query API. Every view reads alias ``read`` and nothing else:
+no authentication (the user table lives on ``default``), one selector call,
+one output serializer.
+
+A query may carry a consistency token from a command (``X-Consistency-Token``
+or ``?consistency_token=``); it then waits, briefly, until the read model has
+applied that position, and says ``X-Read-Model-Stale: true`` if it had to
+answer before. When the read database cannot be reached the answer is 503
+with ``Retry-After``: the commands still work, and the read model catches up
+once the database is back.
+"""
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.cache import get_conditional_response
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import BasePagination
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.viewsets import ViewSet
+
+from eventstore import tokens
+from eventstore.eventlog import LogPosition
+from kernel.http import ErrorSerializer
+from queries import consistency, selectors
+from queries.openapi import (
+    BAD_QUERY,
+    CONDITIONAL_PARAMETERS,
+    CONSISTENCY_PARAM,
+    NOT_MODIFIED,
+    RETRY_AFTER,
+    STALE_HEADER,
+    TOKEN_MAX_LENGTH,
+    TOKEN_PATTERN,
+    TOO_MANY,
+    UNAVAILABLE,
+    QuerySchema,
+    consistency_parameters,
+    id_parameter,
+)
+from queries.serializers import (
+    FILTER_NAMES,
+    PAGE_NAMES,
+    PageQuerySerializer,
+    ProductDetailSerializer,
+    ProductListItemSerializer,
+    ProductListQuerySerializer,
+    SellerSerializer,
+    query_data,
+)
+from queries.throttling import QueryRateThrottle
+
+CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
+CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
+MALFORMED_CONSISTENCY = (
+    "Malformed consistency token: send it back exactly as a command answered it."
+)
+FOREIGN_CONSISTENCY = "Not a consistency token this server issued."
+PRODUCT_NOT_FOUND = "No such product."
+SELLER_NOT_FOUND = "No such seller."
+ETAG_VERSION = "v1"
+TOKEN_SHAPE = re.compile(TOKEN_PATTERN)
+READ_MODEL_UNAVAILABLE = "The read model is unavailable for a moment; try again shortly."
+RETRY_AFTER_SECONDS = 5
+# The read database is down or a connection broke: a 503, not a 500.
+READ_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+
+logger = logging.getLogger(__name__)
+
+
+def requested_token(request: Request) -> tuple[LogPosition, bool] | None:
+    """The consistency token the query carries, with whether it is fresh
+    enough to wait for (``consistency.read_token``), or None. A malformed
+    token, or one this server did not issue, is a 400 and never waits."""
+    given = [
+        raw
+        for raw in (request.META.get(CONSISTENCY_META), request.query_params.get(CONSISTENCY_PARAM))
+        if raw is not None
+    ]
+    if not given:
+        return None
+    # Both forms are checked when both are sent (the header wins); an empty
+    # token is not one either.
+    if not all(len(raw) <= TOKEN_MAX_LENGTH and TOKEN_SHAPE.fullmatch(raw) for raw in given):
+        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
+    try:
+        read = [tokens.read_token(raw) for raw in given]
+    except tokens.InvalidToken:
+        raise ValidationError({CONSISTENCY_PARAM: [FOREIGN_CONSISTENCY]}) from None
+    position, fresh = read[0]
+    if max(position.transaction_id, position.position) > selectors.MAX_ID:
+        raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
+    return position, fresh
+
+
+@csrf_exempt  # it changes nothing; a POST gets the same JSON 404
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """A JSON 404 for any ``/api/.../`` path that names no endpoint (a
+    malformed id in a path, say), as the endpoints answer theirs."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def strong_etag(*parts: object) -> str:
+    digest = hashlib.blake2b(
+        "|".join(map(str, (ETAG_VERSION, *parts))).encode(), digest_size=12
+    ).hexdigest()
+    return f'"{digest}"'
+
+
+class VersionedRow(Protocol):
+    """A read-model row that says which version of it this is."""
+
+    last_position: int
+    updated_at: datetime
+
+
+class JSONOnly(BaseContentNegotiation):
+    """The query API speaks JSON only: skip negotiating (a hot-path cost)."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class QueryViewSet(ViewSet):
+    """Public, read-only JSON endpoints on the read database, rate-limited per
+    client address (``queries.throttling``); routed by ``router``."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = (QueryRateThrottle,)
+    parser_classes = ()
+    renderer_classes = (JSONRenderer,)
+    content_negotiation_class = JSONOnly
+    http_method_names = ["get", "head", "options"]
+    schema = QuerySchema()
+    lookup_value_converter = "int"
+    projector = consistency.PRODUCTS
+    read_model_stale = False
+
+    def wait_for_requested_token(self, request: Request) -> None:
+        requested = requested_token(request)
+        if requested is not None:
+            token, fresh = requested
+            self.read_model_stale = not consistency.wait_for(token, self.projector, fresh=fresh)
+
+    def one_row[R: VersionedRow](
+        self,
+        request: Request,
+        get: Callable[[], R | None],
+        *,
+        not_found: str,
+        tag: Callable[[R], tuple[object, ...]],
+        answer: Callable[[R], HttpResponseBase],
+    ) -> HttpResponseBase:
+        """One read-model row by key: after the requested token's wait, 404
+        when there is none, else ``answer(row)`` with a strong ETag made of
+        ``tag(row)`` and the row's version (or 304 when it still matches)."""
+        self.wait_for_requested_token(request)
+        row = get()
+        if row is None:
+            raise NotFound(not_found)
+        found = row
+        etag = strong_etag(*tag(found), found.last_position, found.updated_at.isoformat())
+        return self.conditional(request, etag, lambda: answer(found))
+
+    def conditional(
+        self, request: Request, etag: str, answer: Callable[[], HttpResponseBase]
+    ) -> HttpResponseBase:
+        """``answer()`` with its ETag, or 304 (412) when the request's conditions say so."""
+        meta = request._request.META
+        precondition = None
+        if any(name in meta for name in CONDITIONAL_META):
+            precondition = get_conditional_response(request._request, etag=etag)
+        response = answer() if precondition is None else Response(status=precondition.status_code)
+        response["ETag"] = etag
+        response["Cache-Control"] = "no-cache"
+        return response
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, READ_DATABASE_UNREACHABLE):
+            logger.warning("The read database is unreachable: %r", exc)
+            response = Response({"detail": READ_MODEL_UNAVAILABLE}, status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        return super().handle_exception(exc)
+
+    def finalize_response(  # type: ignore[override]
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        # DRF passes a plain Django answer (the product detail's) through as it is.
+        response = super().finalize_response(request, cast(Response, response), *args, **kwargs)
+        if self.read_model_stale:
+            response[STALE_HEADER] = "true"
+        return response
+
+
+class ProductCursorPagination(BasePagination):
+    """Keyset pages over one of the list's orderings (see ``queries.selectors``)."""
+
+    cursor_query_param = "cursor"
+    page_size_query_param = "page_size"
+
+    def link(self, request: Request, cursor: selectors.Cursor | None) -> str | None:
+        if cursor is None:
+            return None
+        url = remove_query_param(request.build_absolute_uri(), CONSISTENCY_PARAM)
+        return replace_query_param(url, self.cursor_query_param, cursor.encode())
+
+    def paginated(self, request: Request, page: selectors.ProductPage, results: Any) -> Response:
+        return Response(
+            {
+                "next": self.link(request, page.next_cursor),
+                "previous": self.link(request, page.previous_cursor),
+                "results": results,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {
+                "next": {**link, "description": "The next page, or null on the last one."},
+                "previous": {**link, "description": "The page before, or null on the first."},
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Opaque page position from a `next` or `previous` link. "
+                "It belongs to one ordering: change the ordering and start over.",
+                "schema": {"type": "string", "maxLength": 600},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Products per page.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+            },
+        ]
+
+
+class ProductViewSet(QueryViewSet):
+    """``/api/products/`` and ``/api/products/{product_id}/``."""
+
+    lookup_url_kwarg = "product_id"
+    pagination_class = ProductCursorPagination
+
+    @extend_schema(
+        operation_id="products_list",
+        summary="List products",
+        description="Active products, filtered and sorted, one page at a time.",
+        parameters=[ProductListQuerySerializer, *consistency_parameters(200), RETRY_AFTER],
+        responses={
+            200: OpenApiResponse(
+                ProductListItemSerializer(many=True), description="A page of products."
+            ),
+            400: BAD_QUERY,
+            429: TOO_MANY,
+            503: UNAVAILABLE,
+        },
+        tags=["products"],
+    )
+    def list(self, request: Request) -> Response:
+        query = ProductListQuerySerializer(data=query_data(request.query_params, FILTER_NAMES))
+        query.is_valid(raise_exception=True)
+        paging = PageQuerySerializer(data=query_data(request.query_params, PAGE_NAMES))
+        paging.is_valid(raise_exception=True)
+        ordering = query.validated_data["ordering"]
+        cursor = None
+        if "cursor" in paging.validated_data:
+            try:
+                cursor = selectors.Cursor.decode(paging.validated_data["cursor"], ordering=ordering)
+            except selectors.InvalidCursor as error:
+                raise ValidationError({"cursor": [str(error)]}) from None
+        self.wait_for_requested_token(request)
+        page = selectors.product_list(
+            filters=query.filters(),
+            ordering=ordering,
+            cursor=cursor,
+            page_size=paging.validated_data["page_size"],
+        )
+        results = ProductListItemSerializer(page.products, many=True).data
+        return ProductCursorPagination().paginated(request, page, results)
+
+    @extend_schema(
+        operation_id="products_retrieve",
+        summary="Get a product",
+        description="The whole product read-model row: one database query.",
+        parameters=[
+            id_parameter("product_id", "product"),
+            *consistency_parameters(200, 304, 404),
+            *CONDITIONAL_PARAMETERS,
+            RETRY_AFTER,
+        ],
+        responses={
+            200: OpenApiResponse(ProductDetailSerializer, description="The product."),
+            304: NOT_MODIFIED,
+            400: BAD_QUERY,
+            404: OpenApiResponse(ErrorSerializer, description=PRODUCT_NOT_FOUND),
+            429: TOO_MANY,
+            503: UNAVAILABLE,
+        },
+        tags=["products"],
+    )
+    def retrieve(self, request: Request, product_id: int) -> HttpResponseBase:
+        return self.one_row(
+            request,
+            lambda: selectors.product_get(product_id=product_id, json_as_text=True),
+            not_found=PRODUCT_NOT_FOUND,
+            tag=lambda row: (row.product_id,),
+            answer=lambda row: HttpResponse(
+                ProductDetailSerializer().to_json(row), content_type="application/json"
+            ),
+        )
+
+
+class SellerViewSet(QueryViewSet):
+    """``/api/sellers/{seller_id}/``."""
+
+    lookup_url_kwarg = "seller_id"
+    projector = consistency.SELLERS
+
+    @extend_schema(
+        operation_id="sellers_retrieve",
+        summary="Get a seller",
+        description="The seller's read-model row: name, reputation, products and ratings.",
+        parameters=[
+            id_parameter("seller_id", "seller"),
+            *consistency_parameters(200, 304, 404),
+            *CONDITIONAL_PARAMETERS,
+            RETRY_AFTER,
+        ],
+        responses={
+            200: OpenApiResponse(SellerSerializer, description="The seller."),
+            304: NOT_MODIFIED,
+            400: BAD_QUERY,
+            404: OpenApiResponse(ErrorSerializer, description=SELLER_NOT_FOUND),
+            429: TOO_MANY,
+            503: UNAVAILABLE,
+        },
+        tags=["sellers"],
+    )
+    def retrieve(self, request: Request, seller_id: int) -> HttpResponseBase:
+        return self.one_row(
+            request,
+            lambda: selectors.seller_get(seller_id=seller_id),
+            not_found=SELLER_NOT_FOUND,
+            tag=lambda row: ("seller", row.seller_id),
+            answer=lambda row: Response(SellerSerializer(row).data),
+        )
+
+
+# ``<int:...>`` path converters, as the other endpoints use, not regexes.
+router = SimpleRouter(use_regex_path=False)
+router.register("products", ProductViewSet, basename="api-product")
+router.register("sellers", SellerViewSet, basename="api-seller")

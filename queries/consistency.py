@@ -1,0 +1,296 @@
+"""Read your own writes: wait until a projector has applied a log position.
+
+A command answers with a consistency token: the log position of its last
+event, signed with the server's secret key and the moment it was issued
+(``issue_token``). A query that carries one waits, for a bounded time, until
+every partition of the projector has checkpointed at or past that position.
+
+Waiting is a resource a client could try to hoard, so it is bounded:
+
+- only tokens this server issued are read (``read_token``); anything else is
+  refused before any wait. A token older than
+  ``CONSISTENCY_TOKEN_MAX_AGE_SECONDS`` is checked once and never waited for:
+  its write is long applied, or the projector is stuck and waiting would not
+  help;
+- at most ``CONSISTENCY_MAX_WAITERS`` requests of a process wait at once;
+  over that, a query answers at once with what it has (and says it may be
+  stale);
+- on PostgreSQL one thread per process listens for checkpoint commits on
+  the read database (``CheckpointWatch``), with one connection, and keeps
+  every partition's checkpoint in memory from the notifications themselves
+  (the engine sends each new checkpoint as the payload); waiting requests
+  sleep on a condition and hold no connection. On SQLite, which has no
+  notifications, a waiter polls with a back-off from 5 ms to 100 ms.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+from psycopg import sql
+
+from eventstore.databases import READ_DB
+from eventstore.eventlog import START, LogPosition
+from eventstore.listen import connection_params
+from projections import registry
+from projections.engine import CHECKPOINTS_CHANNEL
+from projections.models import Checkpoint
+
+logger = logging.getLogger(__name__)
+
+PRODUCTS = "products"
+SELLERS = "sellers"
+POLL_FIRST_SECONDS = 0.005
+POLL_MAX_SECONDS = 0.1
+# The watch lets go of its connection after this long with nobody waiting.
+WATCH_IDLE_SECONDS = 60.0
+WATCH_TICK_SECONDS = 0.25
+WATCH_APPLICATION_NAME = "storefront-checkpoint-watch"
+
+
+def partition_count(projector: str) -> int:
+    """The projector's partitions, as its registry says (``projections.registry``)."""
+    return registry.partition_count(projector)
+
+
+def _passes(position: LogPosition, token: LogPosition) -> bool:
+    return position >= token
+
+
+# Partitions at or past the token; an absent row is a partition at (0, 0).
+_APPLIED_SQL = f"""
+    SELECT count(*) FROM {Checkpoint._meta.db_table}
+    WHERE projector = %s AND partition < %s
+      AND (transaction_id > %s OR (transaction_id = %s AND position >= %s))
+"""  # noqa: S608 - the table name is ours, the values are parameters
+
+
+def _applied(cursor: Any, token: LogPosition, projector: str) -> bool:
+    partitions = partition_count(projector)
+    cursor.execute(
+        _APPLIED_SQL,
+        [projector, partitions, token.transaction_id, token.transaction_id, token.position],
+    )
+    return int(cursor.fetchone()[0]) >= partitions
+
+
+def is_applied(token: LogPosition, projector: str = PRODUCTS) -> bool:
+    """Whether every partition of ``projector`` has applied the event at ``token``."""
+    if token <= START:
+        return True
+    with connections[READ_DB].cursor() as cursor:
+        return _applied(cursor, token, projector)
+
+
+class _Waiters:
+    """How many requests of this process wait now, at most the setting's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[bool]:
+        with self._lock:
+            granted = self.count < settings.CONSISTENCY_MAX_WAITERS
+            if granted:
+                self.count += 1
+        try:
+            yield granted
+        finally:
+            if granted:
+                with self._lock:
+                    self.count -= 1
+
+
+waiters = _Waiters()
+
+
+def wait_for(
+    token: LogPosition,
+    projector: str = PRODUCTS,
+    timeout: float | None = None,
+    *,
+    fresh: bool = True,
+) -> bool:
+    """Block until ``projector`` has applied ``token``, for at most ``timeout``
+    seconds (``settings.CONSISTENCY_WAIT_SECONDS`` by default).
+
+    Returns whether it was applied. Costs one query when it already is, and
+    when it is not but the token is no longer ``fresh`` or every waiting slot
+    of the process is taken: then it answers at once.
+    """
+    if timeout is None:
+        timeout = settings.CONSISTENCY_WAIT_SECONDS
+    deadline = time.monotonic() + timeout
+    if is_applied(token, projector):
+        return True
+    if timeout <= 0 or not fresh:
+        return False
+    with waiters.slot() as granted:
+        if not granted:
+            return False
+        if connections[READ_DB].vendor == "postgresql":
+            return watch.wait(token, projector, deadline)
+        return _wait_polling(token, projector, deadline)
+
+
+def _wait_polling(token: LogPosition, projector: str, deadline: float) -> bool:
+    pause = POLL_FIRST_SECONDS
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, POLL_MAX_SECONDS)
+        if is_applied(token, projector):
+            return True
+
+
+class CheckpointWatch:
+    """This process's one listener for checkpoint commits (PostgreSQL).
+
+    A thread of its own LISTENs on the read database and keeps the position
+    of every partition: read once after LISTEN (so a commit before it is not
+    missed), then moved by each notification's payload
+    (``engine.checkpoint_payload``). Waiters sleep on a condition and check the
+    positions in memory. The thread starts with the first waiter and ends
+    after ``WATCH_IDLE_SECONDS`` without one. If it cannot listen (the read
+    database is down), waiters stop waiting and their queries answer with
+    what they have.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._positions: dict[tuple[str, int], LogPosition] | None = None
+        self._thread: threading.Thread | None = None
+        self._failed = False
+        self._waiting = 0
+        self._last_waiter = time.monotonic()
+
+    def wait(self, token: LogPosition, projector: str, deadline: float) -> bool:
+        with self._condition:
+            self._waiting += 1
+            try:
+                self._start()
+                while True:
+                    if self._positions is not None and self._applied(token, projector):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._failed:
+                        return False
+                    self._condition.wait(remaining)
+            finally:
+                self._waiting -= 1
+                self._last_waiter = time.monotonic()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Retire the watch now (its thread ends within a tick): for tests,
+        whose databases are emptied under it."""
+        with self._condition:
+            thread, self._thread = self._thread, None
+            self._positions = None
+            self._condition.notify_all()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _applied(self, token: LogPosition, projector: str) -> bool:
+        assert self._positions is not None
+        return all(
+            _passes(self._positions.get((projector, partition), START), token)
+            for partition in range(partition_count(projector))
+        )
+
+    def _start(self) -> None:
+        """With the condition held: make sure a thread is watching."""
+        if self._thread is not None:
+            return
+        self._failed = False
+        self._positions = None
+        self._thread = threading.Thread(target=self._run, name="checkpoint-watch", daemon=True)
+        self._thread.start()
+
+    def _mine(self) -> bool:
+        """With the condition held: whether the calling thread is the watch
+        (a retired one may still be finishing)."""
+        return self._thread is threading.current_thread()
+
+    def _run(self) -> None:
+        try:
+            with self._listening() as listener:
+                self._read_all(listener)
+                while not self._retired():
+                    for notify in listener.notifies(timeout=WATCH_TICK_SECONDS, stop_after=1):
+                        self._apply(listener, notify.payload)
+        except Exception:  # the database, or anything else: waiters must not hang on it
+            logger.warning("Cannot listen for checkpoints; queries will not wait.", exc_info=True)
+            with self._condition:
+                if self._mine():
+                    self._failed = True
+                    self._condition.notify_all()
+        finally:
+            with self._condition:
+                if self._mine():
+                    self._thread = None
+                    self._positions = None
+
+    def _retired(self) -> bool:
+        """Whether to stop: nobody has waited for a while. The decision and
+        the retirement are one step, so a waiter coming now starts a new watch."""
+        with self._condition:
+            idle = time.monotonic() - self._last_waiter > WATCH_IDLE_SECONDS
+            if self._waiting == 0 and idle and self._mine():
+                self._thread = None
+                self._positions = None
+            return not self._mine()
+
+    @contextlib.contextmanager
+    def _listening(self) -> Iterator[psycopg.Connection[Any]]:
+        params = _listener_params()
+        params.setdefault("connect_timeout", 2)  # the URL's, if it has one
+        named = params.get("application_name")
+        params["application_name"] = (
+            f"{named}:{WATCH_APPLICATION_NAME}" if named else WATCH_APPLICATION_NAME
+        )
+        with psycopg.connect(**params, autocommit=True) as listener:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHECKPOINTS_CHANNEL)))
+            yield listener
+
+    def _read_all(self, listener: psycopg.Connection[Any]) -> None:
+        rows = listener.execute(
+            f"SELECT projector, partition, transaction_id, position "  # noqa: S608
+            f"FROM {Checkpoint._meta.db_table}"
+        ).fetchall()
+        with self._condition:
+            if self._mine():
+                self._positions = {
+                    (projector, partition): LogPosition(int(txid), int(position))
+                    for projector, partition, txid, position in rows
+                }
+                self._condition.notify_all()
+
+    def _apply(self, listener: psycopg.Connection[Any], payload: str) -> None:
+        try:
+            projector, partition, txid, position = payload.split(":")
+            key, moved = (projector, int(partition)), LogPosition(int(txid), int(position))
+        except ValueError:
+            self._read_all(listener)
+            return
+        with self._condition:
+            if self._mine() and self._positions is not None:
+                self._positions[key] = moved
+                self._condition.notify_all()
+
+
+watch = CheckpointWatch()
+
+
+def _listener_params() -> dict[str, Any]:
+    """Every option of the read database's URL (``eventstore.listen``)."""
+    return connection_params(READ_DB)

@@ -1,0 +1,13 @@
+"""The reviews' refusal messages (``kernel.errors`` has the errors)."""
+
+RATING_OUT_OF_RANGE = "Rating must be a whole number from 1 to 5."
+BODY_LENGTH = "Review text must be 10 to 5,000 characters."
+TITLE_LENGTH = "A review title must be at most 120 characters."
+REVIEW_EXISTS = "You have already reviewed this product."
+REVIEW_NOT_FOUND = "No such review."
+REVIEW_NOT_YOURS = "Only the author may change this review."
+REVIEW_HIDDEN = "This review was hidden by a moderator and cannot be edited."
+NOTHING_TO_CHANGE = "Give a new rating or a new text."
+SIGN_IN = "Sign in to do this."
+USER_NOT_FOUND = "No such user."
+USER_BUSY = "The user's reviews kept changing while they were being erased; try again."
