@@ -3,7 +3,8 @@
 - ``bench/naive/<id>/``: the reference's five-table query on the write
   database, as JSON: what the page would cost without the read model.
 - ``bench/ceiling/<id>/``: the least a Django endpoint can do, one stored JSON
-  row by primary key, returned as it is: the ceiling for any endpoint here.
+  row by primary key, returned as it is (``bench.bare_urls``), here inside the
+  project's settings and middleware.
 - ``bench/cached/<id>/``: the reference's cache-aside baseline, the naive
   query behind Redis with a TTL.
 """
@@ -19,10 +20,9 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
+from bench.bare_urls import ceiling
 from bench.naive import FIVE_TABLE_QUERY
 from config.urls import urlpatterns as app_urlpatterns
-
-CEILING_TABLE = "bench_stored_json"
 
 
 def five_table_row(product_id: int) -> dict[str, Any] | None:
@@ -39,15 +39,6 @@ def naive(request: HttpRequest, product_id: int) -> HttpResponse:
     if row is None:
         return JsonResponse({"detail": "No such product."}, status=404)
     return JsonResponse(row, encoder=DjangoJSONEncoder)
-
-
-def ceiling(request: HttpRequest, product_id: int) -> HttpResponse:
-    with connections["read"].cursor() as cursor:
-        cursor.execute(f"SELECT body FROM {CEILING_TABLE} WHERE id = %s", [product_id])
-        row = cursor.fetchone()
-    if row is None:
-        return HttpResponse(status=404)
-    return HttpResponse(row[0], content_type="application/json")
 
 
 @cache

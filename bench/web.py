@@ -1,12 +1,16 @@
-"""HTTP: the read API and the detail page against the naive endpoint and the ceiling.
+"""HTTP: the read API and the detail page against the naive endpoint and two ceilings.
 
 Everything runs under gunicorn (2 sync workers, 127.0.0.1) with the bench
 settings (``bench.urls``: the app's URLs plus the naive, ceiling and cached
 endpoints) and ``DATABASE_POOL=true``, the production option that keeps
-connections open. wrk (one thread, a few connections) measures how many
-requests per second each endpoint takes; ``bench.loadgen`` then measures
-latency at a fixed rate: the API and the ceiling at half the ceiling's
-throughput, the page and the naive endpoint at half their own.
+connections open. Beside it, a second gunicorn serves the bare ceiling:
+plain Django with no middleware (``bench.bare_settings``) serving the API's
+own bytes, stored as one row by key in the same read database, which is what
+Django itself can do. wrk (one thread, a few connections) measures how many
+requests per second each endpoint takes, and conditional GETs that answer
+304; ``bench.loadgen`` then measures latency at a fixed rate: the API and the
+ceilings at half the bare ceiling's throughput, the page and the naive
+endpoint at half their own (or that, whichever is lower).
 """
 
 import json
@@ -14,6 +18,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ PATHS = {
     "api": "/api/products/{id}/",
     "page": "/products/{id}/",
     "ceiling": "/bench/ceiling/{id}/",
+    "bare": "/bench/ceiling/{id}/",  # on the bare server
     "naive": "/bench/naive/{id}/",
     "cached": "/bench/cached/{id}/",
 }
@@ -41,11 +47,19 @@ def require_wrk() -> None:
         raise SystemExit(WRK_INSTALL)
 
 
-def wrk(url: str, seconds: float, connections: int = WRK_CONNECTIONS) -> dict[str, Any]:
+def wrk(
+    url: str,
+    seconds: float,
+    connections: int = WRK_CONNECTIONS,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One wrk run; its summary and latency distribution (ms)."""
+    sent = [
+        option for name, value in (headers or {}).items() for option in ("-H", f"{name}: {value}")
+    ]
     result = subprocess.run(
         [
-            *("wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"),
+            *("wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", *sent),
             *("--timeout", "60s", "--latency", "-s", str(WRK_REPORT), url),
         ],
         capture_output=True,
@@ -99,7 +113,7 @@ class BackgroundLoad:
 
 def _store_ceiling_rows(base: str, product_ids: list[int]) -> None:
     """The ceiling serves the API's own bytes for the product, one row by key."""
-    from bench.urls import CEILING_TABLE
+    from bench.bare_urls import CEILING_TABLE
 
     with setup.connect(setup.READ_URL) as connection:
         connection.execute(
@@ -117,13 +131,13 @@ def _store_ceiling_rows(base: str, product_ids: list[int]) -> None:
             )
 
 
-def _verify(base: str, products: dict[str, int]) -> dict[str, Any]:
+def _verify(bases: dict[str, str], products: dict[str, int]) -> dict[str, Any]:
     """Every endpoint answers 200 with the same figures before anything is timed."""
     checked = {}
     for which, product_id in products.items():
         answers = {}
         for name, path in PATHS.items():
-            status, body = setup.http_get(base + path.format(id=product_id))
+            status, body = setup.http_get(bases[name] + path.format(id=product_id))
             if status != 200:
                 raise RuntimeError(f"{name} for the {which} product answered {status}")
             answers[name] = body
@@ -134,8 +148,8 @@ def _verify(base: str, products: dict[str, int]) -> dict[str, Any]:
                 f"read model and write model disagree on the {which} product: "
                 f"{api['review_count']} != {five_table['review_count']} reviews"
             )
-        if answers["ceiling"] != answers["api"]:
-            raise RuntimeError("the ceiling does not serve the API's bytes")
+        if not answers["ceiling"] == answers["bare"] == answers["api"]:
+            raise RuntimeError("the ceilings do not serve the API's bytes")
         if api["name"].encode() not in answers["page"]:
             raise RuntimeError(f"the detail page of the {which} product lacks its name")
         checked[which] = {
@@ -144,6 +158,14 @@ def _verify(base: str, products: dict[str, int]) -> dict[str, Any]:
             "bytes": {name: len(body) for name, body in answers.items()},
         }
     return checked
+
+
+def _etag(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        etag: str = response.headers["ETag"]
+    if not etag:
+        raise RuntimeError(f"{url} answered no ETag")
+    return etag
 
 
 def _check_errors(label: str, run: dict[str, Any]) -> None:
@@ -161,14 +183,26 @@ def run(size: Any, products: dict[str, int], log: Any) -> dict[str, Any]:
         "fixed_rate": {},
         "wrk_connections": WRK_CONNECTIONS,
     }
-    with setup.gunicorn(workers=2, DATABASE_POOL="true") as base:
+    with (
+        setup.gunicorn(workers=2, DATABASE_POOL="true") as base,
+        setup.gunicorn(
+            workers=2,
+            settings="bench.bare_settings",
+            wsgi="bench.bare_wsgi",
+            ready="/bench/ceiling/0/",
+            DATABASE_POOL="true",
+        ) as bare_base,
+    ):
+        bases = {name: bare_base if name == "bare" else base for name in PATHS}
         _store_ceiling_rows(base, list(products.values()))
-        results["checked"] = _verify(base, products)
+        results["checked"] = _verify(bases, products)
 
-        def load(name: str, which: str, key: str | None = None) -> None:
-            url = base + PATHS[name].format(id=products[which])
-            wrk(url, 1, connections=2)  # warm up
-            measured = wrk(url, size.http_seconds)
+        def load(
+            name: str, which: str, key: str | None = None, headers: dict[str, str] | None = None
+        ) -> None:
+            url = bases[name] + PATHS[name].format(id=products[which])
+            wrk(url, 1, connections=2, headers=headers)  # warm up
+            measured = wrk(url, size.http_seconds, headers=headers)
             _check_errors(f"{name} ({which})", measured)
             results["throughput"][key or f"{name}:{which}"] = measured
             log(
@@ -176,11 +210,15 @@ def run(size: Any, products: dict[str, int], log: Any) -> dict[str, Any]:
                 f"p50 {measured['p50_ms']:.1f} ms  p99 {measured['p99_ms']:.1f} ms"
             )
 
-        for name in ("ceiling", "api", "page", "cached", "naive"):
+        for name in ("bare", "ceiling", "api", "page", "cached", "naive"):
             for which in products:
-                if name in ("ceiling", "cached") and which != "hot":
+                if name in ("bare", "ceiling", "cached") and which != "hot":
                     continue
                 load(name, which)
+        # A conditional GET of what the client has: 304 Not Modified.
+        for name in ("api", "page"):
+            etag = _etag(base + PATHS[name].format(id=products["hot"]))
+            load(name, "hot", key=f"{name}_304:hot", headers={"If-None-Match": etag})
         with (
             setup.connect(setup.WRITE_URL) as connection,
             naive.without_first_fix_indexes(connection),
@@ -188,9 +226,10 @@ def run(size: Any, products: dict[str, int], log: Any) -> dict[str, Any]:
             for which in products:
                 load("naive", which, key=f"naive_no_index:{which}")
 
-        ceiling_rps = results["throughput"]["ceiling:hot"]["rps"]
-        half = ceiling_rps / 2
+        # Half the bare ceiling's rate: what Django itself could take.
+        half = results["throughput"]["bare:hot"]["rps"] / 2
         rates = {
+            "bare:hot": half,
             "ceiling:hot": half,
             "api:hot": half,
             "api:typical": half,
@@ -200,7 +239,7 @@ def run(size: Any, products: dict[str, int], log: Any) -> dict[str, Any]:
         }
         for key, rate in rates.items():
             name, which = key.split(":")
-            url = base + PATHS[name].format(id=products[which])
+            url = bases[name] + PATHS[name].format(id=products[which])
             measured = fixed_rate(url, rate, size.rate_seconds)
             if measured["errors"]:
                 raise RuntimeError(

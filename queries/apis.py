@@ -10,12 +10,10 @@ with ``Retry-After``: the commands still work, and the read model catches up
 once the database is back.
 """
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -36,7 +34,9 @@ from rest_framework.viewsets import ViewSet
 from eventstore import tokens
 from eventstore.eventlog import LogPosition
 from kernel.http import ErrorSerializer
-from queries import consistency, selectors
+from projections.models import ProductReadModel, SellerReadModel
+from queries import caching, consistency, selectors
+from queries.caching import FragmentCache, strong_etag
 from queries.openapi import (
     BAD_QUERY,
     CONDITIONAL_PARAMETERS,
@@ -52,6 +52,7 @@ from queries.openapi import (
     consistency_parameters,
     id_parameter,
 )
+from queries.selectors import RowVersion
 from queries.serializers import (
     FILTER_NAMES,
     PAGE_NAMES,
@@ -72,12 +73,17 @@ MALFORMED_CONSISTENCY = (
 FOREIGN_CONSISTENCY = "Not a consistency token this server issued."
 PRODUCT_NOT_FOUND = "No such product."
 SELLER_NOT_FOUND = "No such seller."
-ETAG_VERSION = "v1"
 TOKEN_SHAPE = re.compile(TOKEN_PATTERN)
 READ_MODEL_UNAVAILABLE = "The read model is unavailable for a moment; try again shortly."
 RETRY_AFTER_SECONDS = 5
 # The read database is down or a connection broke: a 503, not a 500.
 READ_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+# Answers that caches may keep (``queries.caching``); the others say no-store.
+CACHEABLE_STATUSES = frozenset({200, 304})
+# A consistency token sent as a header changes what the answer waited for.
+TOKEN_VARY = ("X-Consistency-Token",)
+# The detail answers, kept by row version (a version names its content).
+answers = FragmentCache(size=1024)
 
 logger = logging.getLogger(__name__)
 
@@ -114,20 +120,6 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
-def strong_etag(*parts: object) -> str:
-    digest = hashlib.blake2b(
-        "|".join(map(str, (ETAG_VERSION, *parts))).encode(), digest_size=12
-    ).hexdigest()
-    return f'"{digest}"'
-
-
-class VersionedRow(Protocol):
-    """A read-model row that says which version of it this is."""
-
-    last_position: int
-    updated_at: datetime
-
-
 class JSONOnly(BaseContentNegotiation):
     """The query API speaks JSON only: skip negotiating (a hot-path cost)."""
 
@@ -155,44 +147,62 @@ class QueryViewSet(ViewSet):
     lookup_value_converter = "int"
     projector = consistency.PRODUCTS
     read_model_stale = False
+    carried_token = False
+    etag_tag: tuple[str, ...] = ()
 
     def wait_for_requested_token(self, request: Request) -> None:
         requested = requested_token(request)
         if requested is not None:
+            self.carried_token = True
             token, fresh = requested
             self.read_model_stale = not consistency.wait_for(token, self.projector, fresh=fresh)
 
-    def one_row[R: VersionedRow](
+    def one_row[R: ProductReadModel | SellerReadModel](
         self,
         request: Request,
-        get: Callable[[], R | None],
         *,
+        version: Callable[[], RowVersion | None],
+        get: Callable[[], R | None],
+        render: Callable[[R], bytes],
         not_found: str,
-        tag: Callable[[R], tuple[object, ...]],
-        answer: Callable[[R], HttpResponseBase],
     ) -> HttpResponseBase:
-        """One read-model row by key: after the requested token's wait, 404
-        when there is none, else ``answer(row)`` with a strong ETag made of
-        ``tag(row)`` and the row's version (or 304 when it still matches)."""
+        """One read-model row by key, as JSON with a strong ETag made of the
+        row's version: after the requested token's wait, 404 when there is
+        none, 304 (or 412) when the request's conditions say so, else the
+        answer kept for that version (``queries.caching``) or rendered once
+        from the row."""
         self.wait_for_requested_token(request)
-        row = get()
-        if row is None:
+        current = version()
+        if current is None:
             raise NotFound(not_found)
-        found = row
-        etag = strong_etag(*tag(found), found.last_position, found.updated_at.isoformat())
-        return self.conditional(request, etag, lambda: answer(found))
-
-    def conditional(
-        self, request: Request, etag: str, answer: Callable[[], HttpResponseBase]
-    ) -> HttpResponseBase:
-        """``answer()`` with its ETag, or 304 (412) when the request's conditions say so."""
-        meta = request._request.META
-        precondition = None
-        if any(name in meta for name in CONDITIONAL_META):
-            precondition = get_conditional_response(request._request, etag=etag)
-        response = answer() if precondition is None else Response(status=precondition.status_code)
+        etag = strong_etag(*self.etag_tag, *current.parts)
+        precondition = self.precondition(request, etag)
+        if precondition is not None:
+            return precondition
+        body = answers.get((self.etag_tag, current.parts))
+        if body is None:
+            row = get()
+            if row is None:
+                raise NotFound(not_found)
+            row_version = RowVersion.of(row)
+            body = render(row)
+            answers.put((self.etag_tag, row_version.parts), body)
+            etag = strong_etag(*self.etag_tag, *row_version.parts)
+        response = HttpResponse(body, content_type="application/json")
         response["ETag"] = etag
-        response["Cache-Control"] = "no-cache"
+        return response
+
+    @staticmethod
+    def precondition(request: Request, etag: str) -> HttpResponseBase | None:
+        """304 (or 412) with the ETag when the request's conditions say so."""
+        meta = request._request.META
+        if not any(name in meta for name in CONDITIONAL_META):
+            return None
+        answer = get_conditional_response(request._request, etag=etag)
+        if answer is None:
+            return None
+        response = Response(status=answer.status_code)
+        response["ETag"] = etag
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -210,6 +220,13 @@ class QueryViewSet(ViewSet):
         response = super().finalize_response(request, cast(Response, response), *args, **kwargs)
         if self.read_model_stale:
             response[STALE_HEADER] = "true"
+            caching.never(response)
+        elif response.status_code not in CACHEABLE_STATUSES:
+            caching.never(response)
+        elif self.carried_token:
+            caching.private(response, vary=TOKEN_VARY)
+        else:
+            caching.shared(response, vary=TOKEN_VARY)
         return response
 
 
@@ -332,12 +349,10 @@ class ProductViewSet(QueryViewSet):
     def retrieve(self, request: Request, product_id: int) -> HttpResponseBase:
         return self.one_row(
             request,
-            lambda: selectors.product_get(product_id=product_id, json_as_text=True),
+            version=lambda: selectors.product_version(product_id=product_id),
+            get=lambda: selectors.product_get(product_id=product_id, json_as_text=True),
+            render=ProductDetailSerializer().to_json,
             not_found=PRODUCT_NOT_FOUND,
-            tag=lambda row: (row.product_id,),
-            answer=lambda row: HttpResponse(
-                ProductDetailSerializer().to_json(row), content_type="application/json"
-            ),
         )
 
 
@@ -346,6 +361,7 @@ class SellerViewSet(QueryViewSet):
 
     lookup_url_kwarg = "seller_id"
     projector = consistency.SELLERS
+    etag_tag = ("seller",)
 
     @extend_schema(
         operation_id="sellers_retrieve",
@@ -370,10 +386,10 @@ class SellerViewSet(QueryViewSet):
     def retrieve(self, request: Request, seller_id: int) -> HttpResponseBase:
         return self.one_row(
             request,
-            lambda: selectors.seller_get(seller_id=seller_id),
+            version=lambda: selectors.seller_version(seller_id=seller_id),
+            get=lambda: selectors.seller_get(seller_id=seller_id),
+            render=lambda row: JSONRenderer().render(SellerSerializer(row).data),
             not_found=SELLER_NOT_FOUND,
-            tag=lambda row: ("seller", row.seller_id),
-            answer=lambda row: Response(SellerSerializer(row).data),
         )
 
 

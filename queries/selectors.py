@@ -9,6 +9,7 @@ the previous one, whatever was inserted meanwhile, and uses the read model's
 import base64
 import binascii
 import dataclasses
+import datetime
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -254,6 +255,27 @@ def product_list(
 Converters = tuple[int, tuple[list[Any], Any]]
 
 
+VERSION_FIELDS = ("last_position", "updated_at")
+
+
+@dataclasses.dataclass(frozen=True)
+class RowVersion:
+    """A read-model row's key and version: ``(last_position, updated_at)``
+    changes with every write of the row, so it names the row's content."""
+
+    key: int
+    last_position: int
+    updated_at: datetime.datetime
+
+    @classmethod
+    def of(cls, row: ProductReadModel | SellerReadModel) -> "RowVersion":
+        return cls(row.pk, row.last_position, row.updated_at)
+
+    @property
+    def parts(self) -> tuple[object, ...]:
+        return (self.key, self.last_position, self.updated_at.isoformat())
+
+
 class PrimaryKeyReader[M: Model]:
     """Reads one row of a read model by primary key, with the SQL compiled once.
 
@@ -266,6 +288,7 @@ class PrimaryKeyReader[M: Model]:
         self.model = model
         self.field_names = [field.attname for field in model._meta.concrete_fields]
         self._compiled: dict[tuple[str, str], tuple[str, list[Converters], list[Converters]]] = {}
+        self._version_compiled: dict[tuple[str, str], tuple[str, list[Converters]]] = {}
 
     def _compile(self) -> tuple[str, list[Converters], list[Converters]]:
         compiler = (
@@ -304,6 +327,36 @@ class PrimaryKeyReader[M: Model]:
                 values[position] = convert(values[position], expression, connection)
         return self.model.from_db(READ_DB, self.field_names, values)
 
+    def version(self, pk: int) -> RowVersion | None:
+        """The row's version, which names its content exactly, or None: a
+        query of two narrow columns, for answers cached by version."""
+        connection = connections[READ_DB]
+        key = (connection.vendor, connection.settings_dict["NAME"])
+        if key not in self._version_compiled:
+            self._version_compiled[key] = self._compile_version()
+        sql, decoding = self._version_compiled[key]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for position, (functions, expression) in decoding:
+            for convert in functions:
+                values[position] = convert(values[position], expression, connection)
+        return RowVersion(pk, values[0], values[1])
+
+    def _compile_version(self) -> tuple[str, list[Converters]]:
+        compiler = (
+            self.model._default_manager.using(READ_DB)
+            .filter(pk=0)
+            .values_list(*VERSION_FIELDS)
+            .query.get_compiler(using=READ_DB)
+        )
+        sql, _ = compiler.as_sql()
+        columns = [column for column, _, _ in compiler.select]
+        return sql, list(compiler.get_converters(columns).items())
+
 
 _products = PrimaryKeyReader(ProductReadModel)
 _sellers = PrimaryKeyReader(SellerReadModel)
@@ -318,6 +371,19 @@ def product_get(*, product_id: int, json_as_text: bool = False) -> ProductReadMo
     if not 0 < product_id <= MAX_ID:
         return None
     return _products.get(product_id, json_as_text=json_as_text)
+
+
+def product_version(*, product_id: int) -> RowVersion | None:
+    """The product row's version alone (``RowVersion``), or None."""
+    if not 0 < product_id <= MAX_ID:
+        return None
+    return _products.version(product_id)
+
+
+def seller_version(*, seller_id: int) -> RowVersion | None:
+    if not 0 < seller_id <= MAX_ID:
+        return None
+    return _sellers.version(seller_id)
 
 
 def seller_get(*, seller_id: int) -> SellerReadModel | None:

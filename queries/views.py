@@ -9,24 +9,26 @@ reached the pages answer 503 with ``Retry-After``.
 import functools
 import logging
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils.cache import get_conditional_response
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_safe
 
 from kernel.pages import RETRY_AFTER_SECONDS, pending_write
 from projections.models import ProductReadModel
-from queries import consistency, selectors
+from queries import caching, consistency, selectors
+from queries.caching import FragmentCache, source_fingerprint, strong_etag
 from queries.charts import price_history_svg
 from queries.serializers import FILTER_NAMES, ProductListQuerySerializer, query_data
 from queries.throttling import check_query_rate
@@ -121,36 +123,17 @@ def _related(row: ProductReadModel) -> list[dict[str, Any]]:
     return [{**entry, "stars": stars(entry.get("avg_rating"))} for entry in row.related_products]
 
 
-class FragmentCache:
-    """A small per-process LRU of rendered HTML, keyed by a row's version.
-
-    A read-model row's ``(id, last_position, updated_at)`` names its content
-    exactly, so an entry never goes stale: a change makes a new key.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_render(self, key: Hashable, render: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        rendered = render()
-        with self._lock:
-            self._entries[key] = rendered
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return rendered
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
 fragments = FragmentCache(size=512)
+# Whole anonymous detail pages, by row version (``queries.caching``).
+pages = FragmentCache(size=512)
+# What else a page's bytes depend on: its templates and the code that fills them.
+PAGE_SOURCES = [
+    *(settings.BASE_DIR / "templates").rglob("*.html"),
+    *Path(__file__).parent.glob("*.py"),
+]
+PAGE_FINGERPRINT = source_fingerprint(PAGE_SOURCES)
+CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
+PAGE_VARY = ("Cookie",)
 
 
 def product_fragments(row: ProductReadModel) -> tuple[SafeString, SafeString]:
@@ -200,6 +183,17 @@ def render_product_page(
     row = selectors.product_get(product_id=product_id)
     if row is None:
         raise Http404("No such product.")
+    return _product_page(request, row, review_form=review_form, notice=notice, status=status)
+
+
+def _product_page(
+    request: HttpRequest,
+    row: ProductReadModel,
+    *,
+    review_form: forms.Form | None = None,
+    notice: tuple[str, str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
     main, aside = product_fragments(row)
     context = {
         "product": row,
@@ -213,11 +207,51 @@ def render_product_page(
     return render(request, "products/detail.html", context, status=status)
 
 
+def page_etag(version: selectors.RowVersion) -> str:
+    return strong_etag("page", PAGE_FINGERPRINT, *version.parts)
+
+
+def anonymous_product_page(request: HttpRequest, product_id: int) -> HttpResponse:
+    """The page as every anonymous visitor sees it: 304 when the visitor has
+    this version, else the page kept for the row's version (when the URL has
+    no query string, which would only change its sign-in link) or rendered."""
+    current = selectors.product_version(product_id=product_id)
+    if current is None:
+        raise Http404("No such product.")
+    etag = page_etag(current)
+    if any(name in request.META for name in CONDITIONAL_META):
+        precondition = get_conditional_response(request, etag=etag)
+        if precondition is not None:
+            precondition["ETag"] = etag
+            return precondition
+    plain = not request.META.get("QUERY_STRING")
+    body = pages.get(current.parts) if plain else None
+    if body is None:
+        row = selectors.product_get(product_id=product_id)
+        if row is None:
+            raise Http404("No such product.")
+        response = _product_page(request, row)
+        rendered = selectors.RowVersion.of(row)
+        etag = page_etag(rendered)
+        if plain:
+            pages.put(rendered.parts, response.content)
+    else:
+        response = HttpResponse(body)
+    response["ETag"] = etag
+    return response
+
+
 @require_safe
 @query_rate_limited
 @read_model_page
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
-    return render_product_page(request, product_id)
+    if request.user.is_authenticated:
+        response = render_product_page(request, product_id)
+        caching.private(response, vary=PAGE_VARY)
+    else:
+        response = anonymous_product_page(request, product_id)
+        caching.shared(response, vary=PAGE_VARY)
+    return response
 
 
 def _page_link(request: HttpRequest, cursor: selectors.Cursor | None) -> str | None:

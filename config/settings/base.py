@@ -163,6 +163,12 @@ REST_FRAMEWORK = {
 }
 # Anonymous queries (API and pages) per client address; "" for no limit.
 QUERY_THROTTLE_RATE = env.str("QUERY_THROTTLE_RATE", default="100/s")
+# What shared caches (a CDN, a reverse proxy) may do with a plain anonymous read
+# of the query API and pages (queries/caching.py): serve it this many seconds
+# without asking (s-maxage; 0: always revalidate), and a stale one this many
+# more while they revalidate. Browsers always revalidate (with the ETag: a 304).
+QUERY_SHARED_MAX_AGE_SECONDS = env.int("QUERY_SHARED_MAX_AGE_SECONDS", default=1)
+QUERY_STALE_WHILE_REVALIDATE_SECONDS = env.int("QUERY_STALE_WHILE_REVALIDATE_SECONDS", default=5)
 # Behind N reverse proxies that each append the address they saw to
 # X-Forwarded-For, the client's address is the N-th from the right; with 0 the
 # header is the client's own say and is never believed. The API's throttles,

@@ -1,14 +1,16 @@
 import pytest
 from django.core.cache import cache
 
-from queries.views import fragments
+from queries.views import fragments, pages
 
 
 @pytest.fixture(autouse=True)
 def _no_cached_fragments():
     fragments.clear()
+    pages.clear()
     yield
     fragments.clear()
+    pages.clear()
 
 
 @pytest.fixture(autouse=True)

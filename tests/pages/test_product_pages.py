@@ -175,12 +175,17 @@ def test_markup_in_reviews_and_names_is_escaped(client):
 
 
 @both_databases
-def test_the_page_reads_one_row_and_nothing_on_default(client, row, django_assert_num_queries):
+def test_the_page_reads_its_row_once_then_only_its_version(client, row, django_assert_num_queries):
     with (
         CaptureQueriesContext(connections["default"]) as on_default,
-        django_assert_num_queries(1, connection=connections["read"]),
+        django_assert_num_queries(2, connection=connections["read"]),
     ):
-        assert client.get("/products/42/").status_code == 200
+        first = client.get("/products/42/")
+    with django_assert_num_queries(1, connection=connections["read"]):
+        second = client.get("/products/42/")
+
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
     assert len(on_default) == 0
 
 
