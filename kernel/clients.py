@@ -4,6 +4,7 @@ limit, lockout and internal check."""
 import ipaddress
 
 from django.http import HttpRequest
+from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 
@@ -13,6 +14,8 @@ def client_address(request: HttpRequest) -> str:
     address the outermost of them saw. What is not an address counts as
     ``REMOTE_ADDR``, so a lockout is never keyed on text a client made up."""
     remote = request.META.get("REMOTE_ADDR", "")
+    if not api_settings.NUM_PROXIES or "HTTP_X_FORWARDED_FOR" not in request.META:
+        return remote  # the server's own say: the connection's address (the hot path)
     ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
     try:
         return str(ipaddress.ip_address(ident))
