@@ -10,7 +10,10 @@ with ``Retry-After``: the commands still work, and the read model catches up
 once the database is back.
 """
 
+import dataclasses
+import functools
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -20,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import BasePagination
 from rest_framework.permissions import AllowAny
@@ -63,7 +66,7 @@ from queries.serializers import (
     SellerSerializer,
     query_data,
 )
-from queries.throttling import QueryRateThrottle
+from queries.throttling import QueryRateThrottle, check_query_rate
 
 CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
 CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
@@ -84,6 +87,8 @@ CACHEABLE_STATUSES = frozenset({200, 304})
 TOKEN_VARY = ("X-Consistency-Token",)
 # The detail answers, kept by row version (a version names its content).
 answers = FragmentCache(size=1024)
+JSON = "application/json"
+ALLOWED = "GET, HEAD, OPTIONS"  # what DRF's viewset says in Allow
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +125,124 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
+@dataclasses.dataclass(frozen=True)
+class RowReader[R: ProductReadModel | SellerReadModel]:
+    """How a detail endpoint reads its row by key and renders it as JSON."""
+
+    tag: tuple[str, ...]  # tells its ETags and kept answers from other kinds'
+    version: Callable[[int], RowVersion | None]
+    get: Callable[[int], R | None]
+    render: Callable[[R], bytes]
+    not_found: str
+
+
+PRODUCT_ROWS = RowReader[ProductReadModel](
+    tag=(),
+    version=lambda key: selectors.product_version(product_id=key),
+    get=lambda key: selectors.product_get(product_id=key, json_as_text=True),
+    render=ProductDetailSerializer().to_json,
+    not_found=PRODUCT_NOT_FOUND,
+)
+SELLER_ROWS = RowReader[SellerReadModel](
+    tag=("seller",),
+    version=lambda key: selectors.seller_version(seller_id=key),
+    get=lambda key: selectors.seller_get(seller_id=key),
+    render=lambda row: JSONRenderer().render(SellerSerializer(row).data),
+    not_found=SELLER_NOT_FOUND,
+)
+
+
+def row_answer[R: ProductReadModel | SellerReadModel](
+    request: HttpRequest, rows: RowReader[R], key: int
+) -> HttpResponseBase | None:
+    """One read-model row by key, as JSON with a strong ETag made of the row's
+    version: 304 (or 412) when the request's conditions say so, else the
+    answer kept for that version (``queries.caching``) or rendered once from
+    the row; None when there is no such row."""
+    current = rows.version(key)
+    if current is None:
+        return None
+    etag = strong_etag(*rows.tag, *current.parts)
+    if any(name in request.META for name in CONDITIONAL_META):
+        condition = get_conditional_response(request, etag=etag)
+        if condition is not None:
+            response = HttpResponse(status=condition.status_code, content_type=JSON)
+            response["ETag"] = etag
+            return response
+    body = answers.get((rows.tag, current.parts))
+    if body is None:
+        row = rows.get(key)
+        if row is None:
+            return None
+        rendered = RowVersion.of(row)
+        body = rows.render(row)
+        answers.put((rows.tag, rendered.parts), body)
+        etag = strong_etag(*rows.tag, *rendered.parts)
+    response = HttpResponse(body, content_type=JSON)
+    response["ETag"] = etag
+    return response
+
+
+def say_what_caches_may_do(response: HttpResponseBase, *, carried_token: bool, stale: bool) -> None:
+    """``queries.caching``'s rule for a query API answer."""
+    if stale or response.status_code not in CACHEABLE_STATUSES:
+        caching.never(response)
+    elif carried_token:
+        caching.private(response, vary=TOKEN_VARY)
+    else:
+        caching.shared(response, vary=TOKEN_VARY)
+
+
+def json_answer(data: dict[str, Any], status: int) -> HttpResponse:
+    return HttpResponse(JSONRenderer().render(data), status=status, content_type=JSON)
+
+
+def plain_read[R: ProductReadModel | SellerReadModel](
+    request: HttpRequest, rows: RowReader[R], key: int
+) -> HttpResponseBase:
+    """A detail read with nothing to wait for, answered without DRF's
+    request machinery, as the viewset would answer it: the same limit,
+    statuses, bodies and headers."""
+    verdict = check_query_rate(request)
+    response: HttpResponseBase
+    if not verdict.allowed:
+        wait = math.ceil(verdict.retry_after)
+        response = json_answer({"detail": str(Throttled(wait=wait).detail)}, status=429)
+        response["Retry-After"] = str(wait)
+    else:
+        try:
+            found = row_answer(request, rows, key)
+        except READ_DATABASE_UNREACHABLE as error:
+            logger.warning("The read database is unreachable: %r", error)
+            response = json_answer({"detail": READ_MODEL_UNAVAILABLE}, status=503)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        else:
+            response = found or json_answer({"detail": rows.not_found}, status=404)
+    response["Allow"] = ALLOWED
+    say_what_caches_may_do(response, carried_token=False, stale=False)
+    return response
+
+
+def plain_reads_first[R: ProductReadModel | SellerReadModel](
+    view: Callable[..., HttpResponseBase], rows: RowReader[R], lookup: str
+) -> Callable[..., HttpResponseBase]:
+    """The detail route's view: a GET or HEAD with no query string and no
+    consistency token (the hot path, and all a shared cache sends) is a
+    ``plain_read``; everything else goes through the DRF viewset."""
+
+    @functools.wraps(view)
+    def detail(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if (
+            request.method in ("GET", "HEAD")
+            and not request.META.get("QUERY_STRING")
+            and CONSISTENCY_META not in request.META
+        ):
+            return plain_read(request, rows, kwargs[lookup])
+        return view(request, *args, **kwargs)
+
+    return detail
+
+
 class JSONOnly(BaseContentNegotiation):
     """The query API speaks JSON only: skip negotiating (a hot-path cost)."""
 
@@ -148,7 +271,8 @@ class QueryViewSet(ViewSet):
     projector = consistency.PRODUCTS
     read_model_stale = False
     carried_token = False
-    etag_tag: tuple[str, ...] = ()
+    # A detail endpoint's row (its plain reads skip DRF: ``plain_reads_first``).
+    rows: "RowReader[Any] | None" = None
 
     def wait_for_requested_token(self, request: Request) -> None:
         requested = requested_token(request)
@@ -157,52 +281,20 @@ class QueryViewSet(ViewSet):
             token, fresh = requested
             self.read_model_stale = not consistency.wait_for(token, self.projector, fresh=fresh)
 
-    def one_row[R: ProductReadModel | SellerReadModel](
-        self,
-        request: Request,
-        *,
-        version: Callable[[], RowVersion | None],
-        get: Callable[[], R | None],
-        render: Callable[[R], bytes],
-        not_found: str,
-    ) -> HttpResponseBase:
-        """One read-model row by key, as JSON with a strong ETag made of the
-        row's version: after the requested token's wait, 404 when there is
-        none, 304 (or 412) when the request's conditions say so, else the
-        answer kept for that version (``queries.caching``) or rendered once
-        from the row."""
-        self.wait_for_requested_token(request)
-        current = version()
-        if current is None:
-            raise NotFound(not_found)
-        etag = strong_etag(*self.etag_tag, *current.parts)
-        precondition = self.precondition(request, etag)
-        if precondition is not None:
-            return precondition
-        body = answers.get((self.etag_tag, current.parts))
-        if body is None:
-            row = get()
-            if row is None:
-                raise NotFound(not_found)
-            row_version = RowVersion.of(row)
-            body = render(row)
-            answers.put((self.etag_tag, row_version.parts), body)
-            etag = strong_etag(*self.etag_tag, *row_version.parts)
-        response = HttpResponse(body, content_type="application/json")
-        response["ETag"] = etag
-        return response
+    @classmethod
+    def as_view(cls, actions: Any = None, **initkwargs: Any) -> Any:
+        view = super().as_view(actions, **initkwargs)
+        if cls.rows is None or (actions or {}).get("get") != "retrieve":
+            return view
+        return plain_reads_first(view, cls.rows, cls.lookup_url_kwarg)  # type: ignore[attr-defined]
 
-    @staticmethod
-    def precondition(request: Request, etag: str) -> HttpResponseBase | None:
-        """304 (or 412) with the ETag when the request's conditions say so."""
-        meta = request._request.META
-        if not any(name in meta for name in CONDITIONAL_META):
-            return None
-        answer = get_conditional_response(request._request, etag=etag)
-        if answer is None:
-            return None
-        response = Response(status=answer.status_code)
-        response["ETag"] = etag
+    def retrieve_row(self, request: Request, key: int) -> HttpResponseBase:
+        """The detail answer, after the requested token's wait (``row_answer``)."""
+        assert self.rows is not None
+        self.wait_for_requested_token(request)
+        response = row_answer(request._request, self.rows, key)
+        if response is None:
+            raise NotFound(self.rows.not_found)
         return response
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -220,13 +312,9 @@ class QueryViewSet(ViewSet):
         response = super().finalize_response(request, cast(Response, response), *args, **kwargs)
         if self.read_model_stale:
             response[STALE_HEADER] = "true"
-            caching.never(response)
-        elif response.status_code not in CACHEABLE_STATUSES:
-            caching.never(response)
-        elif self.carried_token:
-            caching.private(response, vary=TOKEN_VARY)
-        else:
-            caching.shared(response, vary=TOKEN_VARY)
+        say_what_caches_may_do(
+            response, carried_token=self.carried_token, stale=self.read_model_stale
+        )
         return response
 
 
@@ -288,6 +376,7 @@ class ProductViewSet(QueryViewSet):
 
     lookup_url_kwarg = "product_id"
     pagination_class = ProductCursorPagination
+    rows = PRODUCT_ROWS
 
     @extend_schema(
         operation_id="products_list",
@@ -347,13 +436,7 @@ class ProductViewSet(QueryViewSet):
         tags=["products"],
     )
     def retrieve(self, request: Request, product_id: int) -> HttpResponseBase:
-        return self.one_row(
-            request,
-            version=lambda: selectors.product_version(product_id=product_id),
-            get=lambda: selectors.product_get(product_id=product_id, json_as_text=True),
-            render=ProductDetailSerializer().to_json,
-            not_found=PRODUCT_NOT_FOUND,
-        )
+        return self.retrieve_row(request, product_id)
 
 
 class SellerViewSet(QueryViewSet):
@@ -361,7 +444,7 @@ class SellerViewSet(QueryViewSet):
 
     lookup_url_kwarg = "seller_id"
     projector = consistency.SELLERS
-    etag_tag = ("seller",)
+    rows = SELLER_ROWS
 
     @extend_schema(
         operation_id="sellers_retrieve",
@@ -384,13 +467,7 @@ class SellerViewSet(QueryViewSet):
         tags=["sellers"],
     )
     def retrieve(self, request: Request, seller_id: int) -> HttpResponseBase:
-        return self.one_row(
-            request,
-            version=lambda: selectors.seller_version(seller_id=seller_id),
-            get=lambda: selectors.seller_get(seller_id=seller_id),
-            render=lambda row: JSONRenderer().render(SellerSerializer(row).data),
-            not_found=SELLER_NOT_FOUND,
-        )
+        return self.retrieve_row(request, seller_id)
 
 
 # ``<int:...>`` path converters, as the other endpoints use, not regexes.
