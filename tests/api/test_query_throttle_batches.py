@@ -39,7 +39,9 @@ def redis(settings, monkeypatch):
     settings.CACHES = {
         "default": {"BACKEND": "kernel.cache.FailOpenRedisCache", "LOCATION": url},
     }
-    counting = CountingRedis(caches["default"])
+    shared = caches["default"]
+    assert isinstance(shared, FailOpenRedisCache)
+    counting = CountingRedis(shared)
     monkeypatch.setattr("queries.throttling.shared_counter", lambda: counting)
     return counting
 
