@@ -111,6 +111,7 @@ def http_get(url: str, timeout: float = 60.0) -> tuple[int, bytes]:
 def gunicorn(
     workers: int = 2,
     *,
+    threads: int = 1,
     settings: str = "bench.settings",
     wsgi: str = "config.wsgi",
     ready: str = "/healthz",
@@ -127,6 +128,7 @@ def gunicorn(
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", wsgi, "-w", str(workers)),
+                *("--threads", str(threads)),
                 *("-b", f"{HOST}:{port}", "--graceful-timeout", "5", "--timeout", "120"),
             ],
             cwd=ROOT,
