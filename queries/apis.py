@@ -66,7 +66,7 @@ from queries.serializers import (
     SellerSerializer,
     query_data,
 )
-from queries.throttling import QueryRateThrottle, check_query_rate
+from queries.throttling import QueryRateThrottle, check_query_rate, mark_counted
 
 CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
 CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
@@ -93,13 +93,13 @@ ALLOWED = "GET, HEAD, OPTIONS"  # what DRF's viewset says in Allow
 logger = logging.getLogger(__name__)
 
 
-def requested_token(request: Request) -> tuple[LogPosition, bool] | None:
+def requested_token(request: HttpRequest) -> tuple[LogPosition, bool] | None:
     """The consistency token the query carries, with whether it is fresh
     enough to wait for (``consistency.read_token``), or None. A malformed
     token, or one this server did not issue, is a 400 and never waits."""
     given = [
         raw
-        for raw in (request.META.get(CONSISTENCY_META), request.query_params.get(CONSISTENCY_PARAM))
+        for raw in (request.META.get(CONSISTENCY_META), request.GET.get(CONSISTENCY_PARAM))
         if raw is not None
     ]
     if not given:
@@ -197,48 +197,57 @@ def json_answer(data: dict[str, Any], status: int) -> HttpResponse:
     return HttpResponse(JSONRenderer().render(data), status=status, content_type=JSON)
 
 
-def plain_read[R: ProductReadModel | SellerReadModel](
+def throttled_answer(retry_after: float) -> HttpResponse:
+    """What DRF answers a throttled request."""
+    wait = math.ceil(retry_after)
+    response = json_answer({"detail": str(Throttled(wait=wait).detail)}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def plain_answer[R: ProductReadModel | SellerReadModel](
     request: HttpRequest, rows: RowReader[R], key: int
 ) -> HttpResponseBase:
-    """A detail read with nothing to wait for, answered without DRF's
-    request machinery, as the viewset would answer it: the same limit,
-    statuses, bodies and headers."""
-    verdict = check_query_rate(request)
-    response: HttpResponseBase
-    if not verdict.allowed:
-        wait = math.ceil(verdict.retry_after)
-        response = json_answer({"detail": str(Throttled(wait=wait).detail)}, status=429)
-        response["Retry-After"] = str(wait)
-    else:
-        try:
-            found = row_answer(request, rows, key)
-        except READ_DATABASE_UNREACHABLE as error:
-            logger.warning("The read database is unreachable: %r", error)
-            response = json_answer({"detail": READ_MODEL_UNAVAILABLE}, status=503)
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        else:
-            response = found or json_answer({"detail": rows.not_found}, status=404)
-    response["Allow"] = ALLOWED
-    say_what_caches_may_do(response, carried_token=False, stale=False)
-    return response
+    try:
+        found = row_answer(request, rows, key)
+    except READ_DATABASE_UNREACHABLE as error:
+        logger.warning("The read database is unreachable: %r", error)
+        response = json_answer({"detail": READ_MODEL_UNAVAILABLE}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return found or json_answer({"detail": rows.not_found}, status=404)
 
 
 def plain_reads_first[R: ProductReadModel | SellerReadModel](
     view: Callable[..., HttpResponseBase], rows: RowReader[R], lookup: str
 ) -> Callable[..., HttpResponseBase]:
-    """The detail route's view: a GET or HEAD with no query string and no
-    consistency token (the hot path, and all a shared cache sends) is a
-    ``plain_read``; everything else goes through the DRF viewset."""
+    """The detail route's view. A GET or HEAD is counted against the query
+    limit and its consistency token checked first, without DRF's request
+    machinery, as the viewset would (the same statuses, bodies and headers):
+    so a flood of forged tokens costs little. One with nothing to wait for
+    (no query string, no token: the hot path, and all a shared cache sends)
+    is answered here too; the rest goes on to the DRF viewset."""
 
     @functools.wraps(view)
     def detail(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if (
-            request.method in ("GET", "HEAD")
-            and not request.META.get("QUERY_STRING")
-            and CONSISTENCY_META not in request.META
-        ):
-            return plain_read(request, rows, kwargs[lookup])
-        return view(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD"):
+            return view(request, *args, **kwargs)
+        verdict = check_query_rate(request)
+        mark_counted(request)
+        if not verdict.allowed:
+            response: HttpResponseBase = throttled_answer(verdict.retry_after)
+        elif request.META.get("QUERY_STRING") or CONSISTENCY_META in request.META:
+            try:
+                requested_token(request)
+            except ValidationError as error:
+                response = json_answer(error.detail, status=400)  # type: ignore[arg-type]
+            else:
+                return view(request, *args, **kwargs)
+        else:
+            response = plain_answer(request, rows, kwargs[lookup])
+        response["Allow"] = ALLOWED
+        say_what_caches_may_do(response, carried_token=False, stale=False)
+        return response
 
     return detail
 
@@ -275,7 +284,7 @@ class QueryViewSet(ViewSet):
     rows: "RowReader[Any] | None" = None
 
     def wait_for_requested_token(self, request: Request) -> None:
-        requested = requested_token(request)
+        requested = requested_token(request._request)
         if requested is not None:
             self.carried_token = True
             token, fresh = requested

@@ -115,6 +115,14 @@ def check_query_rate(request: HttpRequest) -> Verdict:
     return Verdict(False, retry_after=(window + 1) * seconds - now)
 
 
+COUNTED = "_storefront_query_rate_counted"
+
+
+def mark_counted(request: HttpRequest) -> None:
+    """This request has been counted already (by a view in front of DRF's)."""
+    setattr(request, COUNTED, True)
+
+
 class QueryRateThrottle(BaseThrottle):
     """DRF's face of ``check_query_rate``: 429 with ``Retry-After``."""
 
@@ -122,6 +130,8 @@ class QueryRateThrottle(BaseThrottle):
         self.retry_after = 0.0
 
     def allow_request(self, request: Any, view: Any) -> bool:
+        if getattr(request._request, COUNTED, False):
+            return True
         verdict = check_query_rate(request._request)
         self.retry_after = verdict.retry_after
         return verdict.allowed

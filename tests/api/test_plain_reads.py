@@ -4,8 +4,12 @@ A query string sends the same read through the viewset, so each answer is
 compared with its twin."""
 
 import pytest
+from django.test import RequestFactory
+from rest_framework.viewsets import ViewSet
 
-from queries.apis import QueryViewSet
+from eventstore.eventlog import LogPosition
+from eventstore.tokens import issue_token
+from queries.apis import FOREIGN_CONSISTENCY, MALFORMED_CONSISTENCY, ProductViewSet, QueryViewSet
 from tests.api.factories import ProductRowFactory, SellerRowFactory, set_checkpoints
 from tests.api.schema import assert_documented
 
@@ -82,15 +86,77 @@ def test_plain_reads_never_reach_the_viewset(api, rows, no_viewset):
         assert api.head(url).status_code in (200, 404)
 
 
+def valid_token() -> str:
+    return issue_token(LogPosition(5, 5))
+
+
+def forged_token() -> str:
+    """A well-formed token whose signature this server never made."""
+    token = valid_token()
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
+
+
 @pytest.mark.parametrize(
     ("method", "extra"),
     [
-        ("get", {"HTTP_X_CONSISTENCY_TOKEN": "x"}),
-        ("get", {"QUERY_STRING": "consistency_token=x"}),
+        ("get", {"HTTP_X_CONSISTENCY_TOKEN": "valid"}),
+        ("get", {"QUERY_STRING": "consistency_token=valid"}),
+        ("get", {"QUERY_STRING": "via=viewset"}),
         ("options", {}),
         ("post", {}),
     ],
 )
-def test_reads_with_something_to_check_go_through_the_viewset(api, rows, no_viewset, method, extra):
+def test_reads_with_something_to_wait_for_go_through_the_viewset(
+    api, rows, no_viewset, method, extra
+):
+    extra = {name: value.replace("valid", valid_token()) for name, value in extra.items()}
     with pytest.raises(AssertionError, match="through DRF"):
         getattr(api, method)("/api/products/42/", **extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"HTTP_X_CONSISTENCY_TOKEN": "x"}, MALFORMED_CONSISTENCY),
+        ({"QUERY_STRING": "consistency_token="}, MALFORMED_CONSISTENCY),
+        ({"HTTP_X_CONSISTENCY_TOKEN": "forged"}, FOREIGN_CONSISTENCY),
+        ({"QUERY_STRING": "consistency_token=forged"}, FOREIGN_CONSISTENCY),
+    ],
+)
+def test_a_bad_token_is_refused_before_the_viewset(api, rows, no_viewset, extra, message):
+    extra = {name: value.replace("forged", forged_token()) for name, value in extra.items()}
+    response = api.get("/api/products/42/", **extra)
+
+    assert response.status_code == 400
+    assert response.json() == {"consistency_token": [message]}
+    assert response["Cache-Control"] == "no-store"
+    assert_documented(response, URLS["/api/products/42/"], "GET")
+
+
+@pytest.mark.parametrize("token", ["x", "forged"])
+def test_a_bad_token_is_answered_as_the_viewset_answers_it(api, rows, token):
+    token = token.replace("forged", forged_token())
+    # The viewset's own view, without the check in front of it.
+    drf_view = ViewSet.as_view.__func__(ProductViewSet, {"get": "retrieve"})  # type: ignore[attr-defined]
+    request = RequestFactory().get("/api/products/42/", HTTP_X_CONSISTENCY_TOKEN=token)
+    through_drf = drf_view(request, product_id=42)
+    through_drf.render()
+
+    plain = api.get("/api/products/42/", HTTP_X_CONSISTENCY_TOKEN=token)
+
+    assert plain.status_code == through_drf.status_code == 400
+    assert plain.content == through_drf.content
+    for header in ("Content-Type", "Cache-Control", "Allow"):
+        assert plain[header] == through_drf[header]
+
+
+def test_a_read_handed_to_the_viewset_is_counted_once(api, rows, settings):
+    settings.QUERY_THROTTLE_RATE = "2/d"
+    address = "10.9.9.3"
+    with_token = api.get(
+        "/api/products/42/", HTTP_X_CONSISTENCY_TOKEN=valid_token(), REMOTE_ADDR=address
+    )
+    plain = api.get("/api/products/42/", REMOTE_ADDR=address)
+    over = api.get("/api/products/42/", REMOTE_ADDR=address)
+
+    assert [with_token.status_code, plain.status_code, over.status_code] == [200, 200, 429]
