@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-postgres test-sqlite lint migrate bench-small bench-large clean
+.PHONY: setup run test test-postgres test-sqlite lint migrate bench-smoke bench-small bench-large clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
+
+## CI's smoke check: every section of the suite on small data, the shortest runs
+## (it fails on errors, never on speed; its figures are too short to quote).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench all --size smoke
 
 ## The benchmark suite on small data (a few minutes): bench/results/small/report.md.
 ## Needs PostgreSQL, Redis and wrk (apt-get install -y wrk); see README "Benchmarks".

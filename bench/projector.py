@@ -1,6 +1,6 @@
 """Projector throughput and commit-to-visible latency, beside the naive projector.
 
-    python -m bench projector --size small|large
+    python -m bench projector --size small|large|smoke
 
 1. Throughput: one process replays the log into empty read tables (all
    partitions, so every event is read by every partition), with the engine's
@@ -27,6 +27,7 @@ from bench import setup
 
 SIZES = {
     "small": {"products": 1000, "reviews": 4000, "hot": 2000, "seconds": 5, "rate": 200},
+    "smoke": {"products": 300, "reviews": 1000, "hot": 500, "seconds": 2, "rate": 100},
     "large": {"products": 10000, "reviews": 40000, "hot": 20000, "seconds": 20, "rate": 200},
 }
 NAIVE_SAMPLE = 3000
