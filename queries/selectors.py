@@ -11,6 +11,7 @@ import binascii
 import dataclasses
 import datetime
 import json
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -311,40 +312,44 @@ class PrimaryKeyReader[M: Model]:
     def get(self, pk: int, *, json_as_text: bool = False) -> M | None:
         """The row, or None. With ``json_as_text`` its JSON fields hold the
         stored JSON text instead of the decoded values."""
-        connection = connections[READ_DB]
-        key = (connection.vendor, connection.settings_dict["NAME"])
-        if key not in self._compiled:
-            self._compiled[key] = self._compile()
-        sql, decoding, json_kept = self._compiled[key]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [pk])
-            row = cursor.fetchone()
-        if row is None:
+        sql, decoding, json_kept = self._for_this_database(self._compiled, self._compile)
+        values = self._fetch(sql, pk, json_kept if json_as_text else decoding)
+        if values is None:
             return None
-        values = list(row)
-        for position, (functions, expression) in json_kept if json_as_text else decoding:
-            for convert in functions:
-                values[position] = convert(values[position], expression, connection)
         return self.model.from_db(READ_DB, self.field_names, values)
 
     def version(self, pk: int) -> RowVersion | None:
         """The row's version, which names its content exactly, or None: a
         query of two narrow columns, for answers cached by version."""
+        sql, decoding = self._for_this_database(self._version_compiled, self._compile_version)
+        values = self._fetch(sql, pk, decoding)
+        if values is None:
+            return None
+        return RowVersion(pk, values[0], values[1])
+
+    @staticmethod
+    def _for_this_database[C](compiled: dict[tuple[str, str], C], compile: Callable[[], C]) -> C:
+        """What ``compile`` made for the read database in use (tests swap it)."""
         connection = connections[READ_DB]
         key = (connection.vendor, connection.settings_dict["NAME"])
-        if key not in self._version_compiled:
-            self._version_compiled[key] = self._compile_version()
-        sql, decoding = self._version_compiled[key]
+        if key not in compiled:
+            compiled[key] = compile()
+        return compiled[key]
+
+    @staticmethod
+    def _fetch(sql: str, pk: int, converters: list[Converters]) -> list[Any] | None:
+        """The row's values as ``converters`` make them, or None."""
+        connection = connections[READ_DB]
         with connection.cursor() as cursor:
             cursor.execute(sql, [pk])
             row = cursor.fetchone()
         if row is None:
             return None
         values = list(row)
-        for position, (functions, expression) in decoding:
+        for position, (functions, expression) in converters:
             for convert in functions:
                 values[position] = convert(values[position], expression, connection)
-        return RowVersion(pk, values[0], values[1])
+        return values
 
     def _compile_version(self) -> tuple[str, list[Converters]]:
         compiler = (

@@ -8,7 +8,7 @@ from django.db.models import F
 
 from eventstore.eventlog import LogPosition
 from eventstore.tokens import issue_token
-from tests.api.factories import ProductRowFactory, SellerRowFactory, set_checkpoints
+from tests.api.factories import ProductRowFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "read"])
 
@@ -16,20 +16,12 @@ PLAIN = "public, max-age=0, s-maxage=1, stale-while-revalidate=5"
 READS = ["/api/products/42/", "/api/sellers/7/", "/api/products/"]
 
 
-@pytest.fixture
-def rows():
-    set_checkpoints("products", 10, 10)
-    set_checkpoints("sellers", 10, 10)
-    ProductRowFactory(product_id=42, seller_id=7)
-    SellerRowFactory(seller_id=7)
-
-
 def vary(response) -> set[str]:
     return {part.strip() for part in response.get("Vary", "").split(",") if part.strip()}
 
 
 @pytest.mark.parametrize("url", READS)
-def test_a_plain_read_is_public_and_varies_on_the_token_header(api, rows, url):
+def test_a_plain_read_is_public_and_varies_on_the_token_header(api, detail_rows, url):
     response = api.get(url)
 
     assert response.status_code == 200
@@ -37,7 +29,7 @@ def test_a_plain_read_is_public_and_varies_on_the_token_header(api, rows, url):
     assert "X-Consistency-Token" in vary(response)
 
 
-def test_the_shared_cache_times_are_settings(api, rows, settings):
+def test_the_shared_cache_times_are_settings(api, detail_rows, settings):
     settings.QUERY_SHARED_MAX_AGE_SECONDS = 30
     settings.QUERY_STALE_WHILE_REVALIDATE_SECONDS = 300
     assert (
@@ -51,7 +43,7 @@ def test_the_shared_cache_times_are_settings(api, rows, settings):
 
 
 @pytest.mark.parametrize("url", ["/api/products/42/", "/api/sellers/7/"])
-def test_a_304_says_the_same_as_the_answer_it_stands_for(api, rows, url):
+def test_a_304_says_the_same_as_the_answer_it_stands_for(api, detail_rows, url):
     first = api.get(url)
     again = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
 
@@ -61,7 +53,7 @@ def test_a_304_says_the_same_as_the_answer_it_stands_for(api, rows, url):
 
 
 @pytest.mark.parametrize("url", READS)
-def test_a_read_with_a_consistency_token_is_private(api, rows, url):
+def test_a_read_with_a_consistency_token_is_private(api, detail_rows, url):
     applied = issue_token(LogPosition(5, 5))
     by_header = api.get(url, HTTP_X_CONSISTENCY_TOKEN=applied)
     by_query = api.get(url, {"consistency_token": applied})
@@ -72,7 +64,7 @@ def test_a_read_with_a_consistency_token_is_private(api, rows, url):
         assert response["Cache-Control"] == "private, no-cache"
 
 
-def test_a_stale_answer_is_never_kept(api, rows, settings):
+def test_a_stale_answer_is_never_kept(api, detail_rows, settings):
     settings.CONSISTENCY_WAIT_SECONDS = 0.05
     ahead = issue_token(LogPosition(50, 50))
 
@@ -91,14 +83,14 @@ def test_a_stale_answer_is_never_kept(api, rows, settings):
         ("/api/products/42/?consistency_token=forged", 400),
     ],
 )
-def test_an_error_is_never_kept(api, rows, url, status):
+def test_an_error_is_never_kept(api, detail_rows, url, status):
     response = api.get(url)
 
     assert response.status_code == status
     assert response["Cache-Control"] == "no-store"
 
 
-def test_a_rate_limited_answer_is_never_kept(api, rows, settings):
+def test_a_rate_limited_answer_is_never_kept(api, detail_rows, settings):
     settings.QUERY_THROTTLE_RATE = "1/d"
     address = "10.250.250.250"
     api.get("/api/products/42/", REMOTE_ADDR=address)
@@ -109,7 +101,7 @@ def test_a_rate_limited_answer_is_never_kept(api, rows, settings):
     assert response["Cache-Control"] == "no-store"
 
 
-def test_the_page_has_its_own_etag_and_revalidates_to_a_304(client, rows):
+def test_the_page_has_its_own_etag_and_revalidates_to_a_304(client, detail_rows):
     page = client.get("/products/42/")
     api_etag = client.get("/api/products/42/")["ETag"]
 
@@ -125,7 +117,7 @@ def test_the_page_has_its_own_etag_and_revalidates_to_a_304(client, rows):
     assert again["ETag"] == page["ETag"]
 
 
-def test_the_page_etag_changes_with_the_row(client, rows):
+def test_the_page_etag_changes_with_the_row(client, detail_rows):
     first = client.get("/products/42/")
     ProductRowFactory._meta.model.objects.using("read").filter(product_id=42).update(
         name="Grinder", last_position=F("last_position") + 1
@@ -139,7 +131,7 @@ def test_the_page_etag_changes_with_the_row(client, rows):
     assert b"Grinder" not in first.content
 
 
-def test_a_signed_in_page_is_private_and_has_no_etag(client, rows, user):
+def test_a_signed_in_page_is_private_and_has_no_etag(client, detail_rows, user):
     client.force_login(user)
     response = client.get("/products/42/")
 
@@ -149,7 +141,7 @@ def test_a_signed_in_page_is_private_and_has_no_etag(client, rows, user):
     assert "Cookie" in vary(response)
 
 
-def test_a_query_string_does_not_fill_the_page_cache(client, rows):
+def test_a_query_string_does_not_fill_the_page_cache(client, detail_rows):
     from queries.views import pages
 
     client.get("/products/42/?utm=1")

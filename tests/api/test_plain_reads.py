@@ -10,7 +10,6 @@ from rest_framework.viewsets import ViewSet
 from eventstore.eventlog import LogPosition
 from eventstore.tokens import issue_token
 from queries.apis import FOREIGN_CONSISTENCY, MALFORMED_CONSISTENCY, ProductViewSet, QueryViewSet
-from tests.api.factories import ProductRowFactory, SellerRowFactory, set_checkpoints
 from tests.api.schema import assert_documented
 
 pytestmark = pytest.mark.django_db(databases=["default", "read"])
@@ -23,14 +22,6 @@ URLS = {
     "/api/products/41/": "/api/products/{product_id}/",
     "/api/sellers/8/": "/api/sellers/{seller_id}/",
 }
-
-
-@pytest.fixture
-def rows():
-    set_checkpoints("products", 10, 10)
-    set_checkpoints("sellers", 10, 10)
-    ProductRowFactory(product_id=42, seller_id=7)
-    SellerRowFactory(seller_id=7)
 
 
 def same(plain, through_drf) -> None:
@@ -52,7 +43,7 @@ def no_viewset(monkeypatch):
 
 
 @pytest.mark.parametrize("url", list(URLS))
-def test_a_plain_read_answers_as_the_viewset_does(api, rows, url):
+def test_a_plain_read_answers_as_the_viewset_does(api, detail_rows, url):
     through_drf = api.get(url + "?via=viewset")
     plain = api.get(url)
 
@@ -61,13 +52,13 @@ def test_a_plain_read_answers_as_the_viewset_does(api, rows, url):
 
 
 @pytest.mark.parametrize("url", ["/api/products/42/", "/api/sellers/7/"])
-def test_a_plain_conditional_read_answers_as_the_viewset_does(api, rows, url):
+def test_a_plain_conditional_read_answers_as_the_viewset_does(api, detail_rows, url):
     etag = api.get(url)["ETag"]
     for condition in ({"HTTP_IF_NONE_MATCH": etag}, {"HTTP_IF_MATCH": '"other"'}):
         same(api.get(url, **condition), api.get(url + "?via=viewset", **condition))
 
 
-def test_a_plain_read_over_the_limit_answers_as_the_viewset_does(api, rows, settings):
+def test_a_plain_read_over_the_limit_answers_as_the_viewset_does(api, detail_rows, settings):
     settings.QUERY_THROTTLE_RATE = "1/d"
     api.get("/api/products/42/", REMOTE_ADDR="10.9.9.1")
     api.get("/api/products/42/", REMOTE_ADDR="10.9.9.2")
@@ -80,7 +71,7 @@ def test_a_plain_read_over_the_limit_answers_as_the_viewset_does(api, rows, sett
     same(plain, through_drf)
 
 
-def test_plain_reads_never_reach_the_viewset(api, rows, no_viewset):
+def test_plain_reads_never_reach_the_viewset(api, detail_rows, no_viewset):
     for url in URLS:
         assert api.get(url).status_code in (200, 404)
         assert api.head(url).status_code in (200, 404)
@@ -107,7 +98,7 @@ def forged_token() -> str:
     ],
 )
 def test_reads_with_something_to_wait_for_go_through_the_viewset(
-    api, rows, no_viewset, method, extra
+    api, detail_rows, no_viewset, method, extra
 ):
     extra = {name: value.replace("valid", valid_token()) for name, value in extra.items()}
     with pytest.raises(AssertionError, match="through DRF"):
@@ -123,7 +114,7 @@ def test_reads_with_something_to_wait_for_go_through_the_viewset(
         ({"QUERY_STRING": "consistency_token=forged"}, FOREIGN_CONSISTENCY),
     ],
 )
-def test_a_bad_token_is_refused_before_the_viewset(api, rows, no_viewset, extra, message):
+def test_a_bad_token_is_refused_before_the_viewset(api, detail_rows, no_viewset, extra, message):
     extra = {name: value.replace("forged", forged_token()) for name, value in extra.items()}
     response = api.get("/api/products/42/", **extra)
 
@@ -134,7 +125,7 @@ def test_a_bad_token_is_refused_before_the_viewset(api, rows, no_viewset, extra,
 
 
 @pytest.mark.parametrize("token", ["x", "forged"])
-def test_a_bad_token_is_answered_as_the_viewset_answers_it(api, rows, token):
+def test_a_bad_token_is_answered_as_the_viewset_answers_it(api, detail_rows, token):
     token = token.replace("forged", forged_token())
     # The viewset's own view, without the check in front of it.
     drf_view = ViewSet.as_view.__func__(ProductViewSet, {"get": "retrieve"})  # type: ignore[attr-defined]
@@ -150,7 +141,7 @@ def test_a_bad_token_is_answered_as_the_viewset_answers_it(api, rows, token):
         assert plain[header] == through_drf[header]
 
 
-def test_a_read_handed_to_the_viewset_is_counted_once(api, rows, settings):
+def test_a_read_handed_to_the_viewset_is_counted_once(api, detail_rows, settings):
     settings.QUERY_THROTTLE_RATE = "2/d"
     address = "10.9.9.3"
     with_token = api.get(
