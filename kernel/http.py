@@ -13,7 +13,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import (
+    SessionAuthentication,
+    TokenAuthentication,
+    get_authorization_header,
+)
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -108,6 +112,24 @@ class BoundedJSONParser(JSONParser):
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
 
 
+UNSUPPORTED_SCHEME = (
+    "Unsupported authorization scheme: send 'Authorization: Token <key>', "
+    "or sign in and send the session cookie."
+)
+
+
+class TokenOnlyAuthentication(TokenAuthentication):
+    """API tokens; an ``Authorization`` header of any other scheme (Basic,
+    Bearer...) is a 401 that says so, rather than a request treated as
+    anonymous."""
+
+    def authenticate(self, request: Any) -> Any:
+        header = get_authorization_header(request).split()
+        if header and header[0].lower() != self.keyword.lower().encode():
+            raise exceptions.AuthenticationFailed(UNSUPPORTED_SCHEME)
+        return super().authenticate(request)
+
+
 class CommandView(APIView):
     """An authenticated JSON command endpoint, throttled per user.
 
@@ -115,7 +137,7 @@ class CommandView(APIView):
     ``WWW-Authenticate`` header rather than a 403.
     """
 
-    authentication_classes = (TokenAuthentication, SessionAuthentication)
+    authentication_classes = (TokenOnlyAuthentication, SessionAuthentication)
     permission_classes: tuple[type[BasePermission], ...] = (IsAuthenticated,)
     renderer_classes = (JSONRenderer,)
     parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)

@@ -16,6 +16,7 @@ from eventstore.eventlog import LogPosition
 from eventstore.models import Event
 from eventstore.tokens import InvalidToken, read_token
 from kernel import errors as kernel_errors
+from kernel.http import UNSUPPORTED_SCHEME
 from reviews import errors as review_errors
 from reviews import services as review_services
 from reviews.models import Review
@@ -214,6 +215,22 @@ def test_a_wrong_api_token_is_a_401(product):
             REVIEWS, {"product": product.pk, "rating": 5, "body": "Excellent kettle."}
         )
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Basic YWxpY2U6cHctYWxpY2UtMTIz", "Bearer abc", "Digest x", "basic"]
+)
+def test_another_authorization_scheme_is_a_clear_401(product, user, authorization):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=authorization)
+    with nothing_written():
+        response = client.post(
+            REVIEWS, {"product": product.pk, "rating": 5, "body": "Excellent kettle."}
+        )
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json() == {"detail": UNSUPPORTED_SCHEME}
+    assert_documented(response, REVIEWS, "POST")
 
 
 def test_a_session_post_without_csrf_token_is_refused(user, product):
