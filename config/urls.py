@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path, reverse
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
+from django.views.decorators.http import require_safe
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -24,7 +26,26 @@ SWAGGER_UI_CSP: dict[str, list[str]] = {
     "frame-ancestors": [CSP.NONE],
 }
 
+
+def api_index(request: HttpRequest) -> JsonResponse:
+    """``GET /api/``: where each endpoint of the API is, and its description."""
+    return JsonResponse(
+        {
+            "products": "/api/products/",
+            "product": "/api/products/{product_id}/",
+            "product_price": "/api/products/{product_id}/price/",
+            "product_stock": "/api/products/{product_id}/stock/",
+            "seller": "/api/sellers/{seller_id}/",
+            "reviews": "/api/reviews/",
+            "review": "/api/reviews/{review_id}/",
+            "schema": reverse("api-schema"),
+            "docs": reverse("api-docs"),
+        }
+    )
+
+
 api = [
+    path("api/", require_safe(api_index), name="api-index"),
     # The query side: read-only viewsets (products list and detail, seller detail).
     path("api/", include(router.urls)),
     path("api/reviews/", ReviewCreateView.as_view(), name="api-review-create"),

@@ -69,3 +69,18 @@ def test_the_schema_and_the_docs_are_served(client):
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
     assert b"/api/schema/" in docs.content
+
+
+@pytest.mark.django_db(databases=["default", "read"])
+def test_the_api_root_is_a_json_index_of_the_endpoints(api):
+    response = api.get("/api/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    index = response.json()
+    assert index["schema"] == "/api/schema/"
+    assert api.get(index["products"]).status_code == 200
+    assert api.get(index["docs"]).status_code == 200
+    schema_paths = set(api.get(index["schema"], {"format": "json"}).json()["paths"])
+    listed = {path for name, path in index.items() if name not in ("schema", "docs")}
+    assert listed == schema_paths
