@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Set up and run the site on the embedded default (SQLite, no broker) with demo data.
+## Ctrl-C or SIGTERM to make stops the server and the projector loop.
+PORT ?= 8000
+RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/python scripts/run_local.py
+	exec $(BIN)/python scripts/run_local.py --port $(PORT) $(RUN_ARGS)
 
 ## Set up and run the whole test suite: PostgreSQL + Redis, then the SQLite default.
 test: $(STAMP)

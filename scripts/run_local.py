@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
     options = parser.parse_args()
+    # SIGTERM (from `kill`, or from make, which passes it on to this process)
+    # stops whatever runs as Ctrl-C does: a step's child, or both servers.
+    signal.signal(signal.SIGTERM, stop_on_signal)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
     manage("migrate_all")
@@ -39,17 +42,46 @@ def main() -> None:
         f"  API docs:  {url}/api/docs/\n"
         f"  Admin:     {url}/admin/   (demo login: admin / admin)\n"
         f"  Health:    {url}/healthz\n"
-        f"Ctrl-C stops the web server and the projector loop.\n",
+        f"Ctrl-C (or SIGTERM) stops the web server and the projector loop.\n",
         flush=True,
     )
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options.port}", "--noreload"],
+        cwd=ROOT,
+    )
     try:
-        manage("runserver", f"127.0.0.1:{options.port}", "--noreload", check=False)
-    except KeyboardInterrupt:
+        server.wait()
+    except (KeyboardInterrupt, Stopped):
         pass
     finally:
-        projectors.send_signal(signal.SIGTERM)
-        projectors.wait(30)
+        stop(server, projectors)
+
+
+class Stopped(Exception):
+    """SIGTERM arrived."""
+
+
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to each child still running, then wait; SIGKILL after 30 s."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C cannot cut this short
+        signal.signal(signum, signal.SIG_IGN)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Stopped:
+        sys.exit(128 + signal.SIGTERM)

@@ -1,0 +1,86 @@
+"""`make run` stops cleanly: SIGTERM to make, or Ctrl-C (SIGINT to its
+process group), stops the web server and the projector loop it started, and
+frees the port. The embedded default only (SQLite, no broker)."""
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.projections.processes import ROOT, free_port
+
+pytestmark = pytest.mark.skipif(
+    "DATABASE_URL" in os.environ, reason="the embedded default: the SQLite run"
+)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def processes_of(var_dir: Path) -> list[int]:
+    """The processes whose environment names this run's own var directory."""
+    found = []
+    marker = f"STOREFRONT_VAR_DIR={var_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to make", "Ctrl-C"])
+def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
+    port = free_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("DATABASE_URL", "READ_DATABASE_URL", "CELERY_BROKER_URL")
+    }
+    env["STOREFRONT_VAR_DIR"] = str(tmp_path)
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}", "RUN_ARGS=--no-demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        deadline = time.monotonic() + 120
+        while not answers(url):
+            assert make.poll() is None, "make run exited before it served"
+            assert time.monotonic() < deadline, "make run did not serve within 120 s"
+            time.sleep(0.3)
+        assert len(processes_of(tmp_path)) >= 3  # make, run_local, runserver, run_projectors
+
+        if how == "Ctrl-C":
+            os.killpg(make.pid, signal.SIGINT)
+        else:
+            make.send_signal(signal.SIGTERM)
+        make.wait(60)
+
+        deadline = time.monotonic() + 30
+        while processes_of(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_of(tmp_path) == []
+        assert not answers(url)
+    finally:
+        for pid in processes_of(tmp_path):
+            os.kill(pid, signal.SIGKILL)
