@@ -162,7 +162,7 @@ def row_answer[R: ProductReadModel | SellerReadModel](
     current = rows.version(key)
     if current is None:
         return None
-    etag = strong_etag(*rows.tag, *current.parts)
+    etag = strong_etag(caching.CODE_FINGERPRINT, *rows.tag, *current.parts)
     if any(name in request.META for name in CONDITIONAL_META):
         condition = get_conditional_response(request, etag=etag)
         if condition is not None:
@@ -177,7 +177,7 @@ def row_answer[R: ProductReadModel | SellerReadModel](
         rendered = RowVersion.of(row)
         body = rows.render(row)
         answers.put((rows.tag, rendered.parts), body)
-        etag = strong_etag(*rows.tag, *rendered.parts)
+        etag = strong_etag(caching.CODE_FINGERPRINT, *rows.tag, *rendered.parts)
     response = HttpResponse(body, content_type=JSON)
     response["ETag"] = etag
     return response

@@ -35,6 +35,9 @@ from django.http import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 ETAG_VERSION = "v1"
+# The query side's code: what the API's ETags add to a row's version, so a
+# deploy that changes how answers are rendered changes their ETags.
+QUERY_SOURCES = sorted(Path(__file__).parent.glob("*.py"))
 
 
 class FragmentCache:
@@ -88,6 +91,9 @@ def source_fingerprint(paths: Iterable[Path]) -> str:
         digest.update(str(path).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+CODE_FINGERPRINT = source_fingerprint(QUERY_SOURCES)
 
 
 def shared(response: HttpResponseBase, *, vary: tuple[str, ...] = ()) -> None:

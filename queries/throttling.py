@@ -36,6 +36,9 @@ KEY = "throttle:queries:{client}:{window}"
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # A process reports its hits to the shared count every limit / BATCH_DIVISOR hits.
 BATCH_DIVISOR = 20
+# Clients one process keeps counts of in a window (about 170 bytes each);
+# beyond them, hits are counted in Redis alone, one round trip each.
+MAX_LOCAL_CLIENTS = 100_000
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -72,9 +75,18 @@ class LocalFirstCounter:
         """Count one hit of ``client``; whether it is within the limit."""
         batch = max(1, limit // BATCH_DIVISOR)
         with self._lock:
-            if self._window != (seconds, window):
+            if self._window is None or self._window < (seconds, window):
                 self._window, self._counts = (seconds, window), {}
-            count = self._counts.setdefault(client, _Count())
+            elif self._window > (seconds, window):
+                return True  # a hit of a window that just ended, counted late
+            count = self._counts.get(client)
+            if count is None:
+                if len(self._counts) >= MAX_LOCAL_CLIENTS:
+                    # Too many clients in one window to keep: this one is
+                    # counted in the shared count alone, one hit at a time.
+                    count, batch = _Count(), 1
+                else:
+                    count = self._counts[client] = _Count()
             count.unreported += 1
             if count.known + count.unreported > limit:
                 return False  # over already, whatever the others did

@@ -11,11 +11,11 @@ import logging
 import math
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.messages import get_messages
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -127,11 +127,9 @@ fragments = FragmentCache(size=512)
 # Whole anonymous detail pages, by row version (``queries.caching``).
 pages = FragmentCache(size=512)
 # What else a page's bytes depend on: its templates and the code that fills them.
-PAGE_SOURCES = [
-    *(settings.BASE_DIR / "templates").rglob("*.html"),
-    *Path(__file__).parent.glob("*.py"),
-]
-PAGE_FINGERPRINT = source_fingerprint(PAGE_SOURCES)
+PAGE_FINGERPRINT = source_fingerprint(
+    [*(settings.BASE_DIR / "templates").rglob("*.html"), *caching.QUERY_SOURCES]
+)
 CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 PAGE_VARY = ("Cookie",)
 
@@ -225,7 +223,8 @@ def anonymous_product_page(request: HttpRequest, product_id: int) -> HttpRespons
             precondition["ETag"] = etag
             return precondition
     plain = not request.META.get("QUERY_STRING")
-    body = pages.get(current.parts) if plain else None
+    key = (request.path, current.parts)  # the path is in the page (its sign-in link)
+    body = pages.get(key) if plain else None
     if body is None:
         row = selectors.product_get(product_id=product_id)
         if row is None:
@@ -234,7 +233,7 @@ def anonymous_product_page(request: HttpRequest, product_id: int) -> HttpRespons
         rendered = selectors.RowVersion.of(row)
         etag = page_etag(rendered)
         if plain:
-            pages.put(rendered.parts, response.content)
+            pages.put((request.path, rendered.parts), response.content)
     else:
         response = HttpResponse(body)
     response["ETag"] = etag
@@ -245,13 +244,27 @@ def anonymous_product_page(request: HttpRequest, product_id: int) -> HttpRespons
 @query_rate_limited
 @read_model_page
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
-    if request.user.is_authenticated:
+    if is_personal(request):
         response = render_product_page(request, product_id)
         caching.private(response, vary=PAGE_VARY)
     else:
         response = anonymous_product_page(request, product_id)
-        caching.shared(response, vary=PAGE_VARY)
+        if response.status_code in (200, 304):
+            caching.shared(response, vary=PAGE_VARY)
+        else:
+            caching.never(response)  # a 412: nothing for a shared cache
     return response
+
+
+def is_personal(request: HttpRequest) -> bool:
+    """Whether the page shows something of this visitor's own: their name,
+    the review form, a message waiting for them, or the session that holds
+    them. Such a page is never kept nor shared."""
+    return (
+        request.user.is_authenticated
+        or settings.SESSION_COOKIE_NAME in request.COOKIES
+        or len(get_messages(request)) > 0
+    )
 
 
 def _page_link(request: HttpRequest, cursor: selectors.Cursor | None) -> str | None:

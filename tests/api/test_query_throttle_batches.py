@@ -116,3 +116,27 @@ def test_while_redis_is_down_the_limit_fails_open(monkeypatch):
     monkeypatch.setattr("queries.throttling.shared_counter", lambda: down)
 
     assert all(hits(LocalFirstCounter(), a_client(), LIMIT + 20))
+
+
+def test_a_late_hit_of_the_last_window_does_not_reset_this_one(redis):
+    counter, client = LocalFirstCounter(), a_client()
+    hits(counter, client, LIMIT, window=2)
+    counter.hit(
+        client, limit=LIMIT, seconds=SECONDS, window=1
+    )  # a thread that read the clock early
+
+    assert hits(counter, client, 1, window=2) == [False]
+
+
+def test_past_its_cap_of_clients_a_process_counts_in_redis_alone(redis, monkeypatch):
+    monkeypatch.setattr("queries.throttling.MAX_LOCAL_CLIENTS", 3)
+    counter = LocalFirstCounter()
+    for _ in range(3):
+        hits(counter, a_client(), 1)
+    crowd = a_client()
+
+    answers = hits(counter, crowd, LIMIT + 1)
+
+    assert len(counter._counts) == 3
+    assert answers == [True] * LIMIT + [False]
+    assert redis.round_trips == LIMIT + 1

@@ -7,8 +7,12 @@ from decimal import Decimal
 from http.cookies import SimpleCookie
 
 import pytest
+from django.contrib.messages import constants
+from django.contrib.messages.storage.base import Message
+from django.contrib.messages.storage.cookie import CookieStorage
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.http import HttpRequest
 from django.test import Client
 
 from config.handlers import StorefrontApplication, is_anonymous_query
@@ -194,3 +198,33 @@ def test_a_review_post_without_its_csrf_token_is_still_refused(app, row, user):
         ),
     )
     assert answer.status_code == 403
+
+
+def messages_cookie(text: str) -> str:
+    storage = CookieStorage(HttpRequest())
+    return "messages=" + storage._encode([Message(constants.INFO, text)])  # type: ignore[attr-defined]
+
+
+def test_a_page_with_a_message_for_its_visitor_is_neither_kept_nor_shared(app, row):
+    mine = call(app, environ("/products/42/", HTTP_COOKIE=messages_cookie("Secret for alice")))
+    anyone = call(app, environ("/products/42/"))
+
+    assert b"Secret for alice" in mine.content
+    assert mine["Cache-Control"] == "private, no-cache"
+    assert b"Secret for alice" not in anyone.content
+    assert anyone["Cache-Control"].startswith("public")
+
+
+def test_a_failed_precondition_on_a_page_is_never_kept(app, row):
+    answer = call(app, environ("/products/42/", HTTP_IF_MATCH='"nope"'))
+
+    assert answer.status_code == 412
+    assert answer["Cache-Control"] == "no-store"
+
+
+def test_a_page_is_kept_per_path(app, row):
+    call(app, environ("/products/00042/"))
+    answer = call(app, environ("/products/42/"))
+
+    assert b"next=/products/42/" in answer.content
+    assert b"00042" not in answer.content
