@@ -20,7 +20,6 @@ from typing import Any, cast
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, Throttled, ValidationError
@@ -69,7 +68,6 @@ from queries.serializers import (
 from queries.throttling import QueryRateThrottle, check_query_rate, mark_counted
 
 CONSISTENCY_META = "HTTP_X_CONSISTENCY_TOKEN"
-CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 MALFORMED_CONSISTENCY = (
     "Malformed consistency token: send it back exactly as a command answered it."
 )
@@ -81,8 +79,6 @@ READ_MODEL_UNAVAILABLE = "The read model is unavailable for a moment; try again 
 RETRY_AFTER_SECONDS = 5
 # The read database is down or a connection broke: a 503, not a 500.
 READ_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
-# Answers that caches may keep (``queries.caching``); the others say no-store.
-CACHEABLE_STATUSES = frozenset({200, 304})
 # A consistency token sent as a header changes what the answer waited for.
 TOKEN_VARY = ("X-Consistency-Token",)
 # The detail answers, kept by row version (a version names its content).
@@ -163,12 +159,11 @@ def row_answer[R: ProductReadModel | SellerReadModel](
     if current is None:
         return None
     etag = strong_etag(caching.CODE_FINGERPRINT, *rows.tag, *current.parts)
-    if any(name in request.META for name in CONDITIONAL_META):
-        condition = get_conditional_response(request, etag=etag)
-        if condition is not None:
-            response = HttpResponse(status=condition.status_code, content_type=JSON)
-            response["ETag"] = etag
-            return response
+    condition = caching.conditional_answer(request, etag)
+    if condition is not None:
+        response = HttpResponse(status=condition.status_code, content_type=JSON)
+        response["ETag"] = etag
+        return response
     body = answers.get((rows.tag, current.parts))
     if body is None:
         row = rows.get(key)
@@ -185,7 +180,7 @@ def row_answer[R: ProductReadModel | SellerReadModel](
 
 def say_what_caches_may_do(response: HttpResponseBase, *, carried_token: bool, stale: bool) -> None:
     """``queries.caching``'s rule for a query API answer."""
-    if stale or response.status_code not in CACHEABLE_STATUSES:
+    if stale or response.status_code not in caching.CACHEABLE_STATUSES:
         caching.never(response)
     elif carried_token:
         caching.private(response, vary=TOKEN_VARY)

@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponseBase
-from django.utils.cache import patch_vary_headers
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.cache import get_conditional_response, patch_vary_headers
 
 ETAG_VERSION = "v1"
 # The query side's code: what the API's ETags add to a row's version, so a
 # deploy that changes how answers are rendered changes their ETags.
 QUERY_SOURCES = sorted(Path(__file__).parent.glob("*.py"))
+# Answers that caches may keep; the others say no-store.
+CACHEABLE_STATUSES = frozenset({200, 304})
+CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 
 
 class FragmentCache:
@@ -85,12 +88,25 @@ def strong_etag(*parts: object) -> str:
 
 def source_fingerprint(paths: Iterable[Path]) -> str:
     """A digest of these files' contents: what a page's ETag adds to the row's
-    version, so a deploy that changes how pages look changes their ETags."""
+    version, so a deploy that changes how pages look changes their ETags.
+    Paths count from the project's folder, so every host of one deploy
+    agrees, wherever it is checked out."""
     digest = hashlib.blake2b(digest_size=8)
     for path in sorted(paths):
-        digest.update(str(path).encode())
+        digest.update(path.relative_to(settings.BASE_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def conditional_answer(request: HttpRequest, etag: str) -> HttpResponse | None:
+    """304 (or 412) with the ETag when the request's conditions say so about
+    an answer with this ETag, else None."""
+    if not any(name in request.META for name in CONDITIONAL_META):
+        return None
+    answer = get_conditional_response(request, etag=etag)
+    if answer is not None:
+        answer["ETag"] = etag
+    return answer
 
 
 CODE_FINGERPRINT = source_fingerprint(QUERY_SOURCES)

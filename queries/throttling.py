@@ -75,9 +75,9 @@ class LocalFirstCounter:
         """Count one hit of ``client``; whether it is within the limit."""
         batch = max(1, limit // BATCH_DIVISOR)
         with self._lock:
-            if self._window is None or self._window < (seconds, window):
-                self._window, self._counts = (seconds, window), {}
-            elif self._window > (seconds, window):
+            if self._window is None or self._window[0] != seconds or self._window[1] < window:
+                self._window, self._counts = (seconds, window), {}  # a new window, or rate
+            elif self._window[1] > window:
                 return True  # a hit of a window that just ended, counted late
             count = self._counts.get(client)
             if count is None:

@@ -20,7 +20,6 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.utils.cache import get_conditional_response
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_safe
@@ -130,7 +129,6 @@ pages = FragmentCache(size=512)
 PAGE_FINGERPRINT = source_fingerprint(
     [*(settings.BASE_DIR / "templates").rglob("*.html"), *caching.QUERY_SOURCES]
 )
-CONDITIONAL_META = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE")
 PAGE_VARY = ("Cookie",)
 
 
@@ -217,11 +215,9 @@ def anonymous_product_page(request: HttpRequest, product_id: int) -> HttpRespons
     if current is None:
         raise Http404("No such product.")
     etag = page_etag(current)
-    if any(name in request.META for name in CONDITIONAL_META):
-        precondition = get_conditional_response(request, etag=etag)
-        if precondition is not None:
-            precondition["ETag"] = etag
-            return precondition
+    condition = caching.conditional_answer(request, etag)
+    if condition is not None:
+        return condition
     plain = not request.META.get("QUERY_STRING")
     key = (request.path, current.parts)  # the path is in the page (its sign-in link)
     body = pages.get(key) if plain else None
@@ -249,7 +245,7 @@ def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
         caching.private(response, vary=PAGE_VARY)
     else:
         response = anonymous_product_page(request, product_id)
-        if response.status_code in (200, 304):
+        if response.status_code in caching.CACHEABLE_STATUSES:
             caching.shared(response, vary=PAGE_VARY)
         else:
             caching.never(response)  # a 412: nothing for a shared cache

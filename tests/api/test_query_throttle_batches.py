@@ -140,3 +140,12 @@ def test_past_its_cap_of_clients_a_process_counts_in_redis_alone(redis, monkeypa
     assert len(counter._counts) == 3
     assert answers == [True] * LIMIT + [False]
     assert redis.round_trips == LIMIT + 1
+
+
+def test_a_new_rate_starts_its_own_windows(redis):
+    counter, client = LocalFirstCounter(), a_client()
+    counter.hit(client, limit=3, seconds=86400, window=20_000)  # days, under another rate
+
+    answers = [counter.hit(client, limit=2, seconds=1, window=1_700_000_000) for _ in range(3)]
+
+    assert answers == [True, True, False]
