@@ -51,6 +51,7 @@ from eventstore.events import send_event
 from eventstore.recording import command_transaction
 from kernel.aggregates import conflict_on_integrity_error, locked
 from kernel.errors import PRODUCT_NOT_FOUND, Conflict, InvalidInput
+from kernel.metrics import measured_command
 
 
 def _locked_seller(seller_id: Any) -> Seller:
@@ -73,6 +74,7 @@ def _locked_product(product_id: Any) -> Product:
     )
 
 
+@measured_command
 def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -> Seller:
     name = clean_name(name)
     reputation = clean_reputation(reputation)
@@ -82,6 +84,7 @@ def seller_register(*, name: str, reputation: Decimal | str = Decimal("0.00")) -
     return seller
 
 
+@measured_command
 def seller_change_reputation(*, seller_id: int, reputation: Decimal | str) -> Seller:
     reputation = clean_reputation(reputation)
     with command_transaction():
@@ -99,6 +102,7 @@ def seller_change_reputation(*, seller_id: int, reputation: Decimal | str) -> Se
     return seller
 
 
+@measured_command
 def product_create(
     *,
     seller_id: int,
@@ -149,6 +153,7 @@ def product_create(
     return product
 
 
+@measured_command
 def product_change_details(
     *,
     product_id: int,
@@ -187,6 +192,7 @@ def product_change_details(
     return product
 
 
+@measured_command
 def product_change_price(*, product_id: int, price: Decimal | str) -> Product:
     price = clean_price(price)
     with command_transaction():
@@ -211,6 +217,7 @@ def product_change_price(*, product_id: int, price: Decimal | str) -> Product:
     return product
 
 
+@measured_command
 def product_change_stock(*, product_id: int, quantity: int) -> Product:
     quantity = clean_quantity(quantity)
     with command_transaction():
@@ -227,6 +234,7 @@ def product_change_stock(*, product_id: int, quantity: int) -> Product:
     return product
 
 
+@measured_command
 def product_set_recommendations(*, product_id: int, related_ids: Sequence[int]) -> Product:
     """Replace the product's "also bought" list with ``related_ids``, in that order."""
     with command_transaction():

@@ -32,6 +32,8 @@ ANONYMOUS_QUERY_PATH = re.compile(r"/(?:api/(?:products|sellers)/|products/)(?:[
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 LEAN_MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
+    "config.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

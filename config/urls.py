@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.apis import ProductPriceView, ProductStockView
+from config.metrics import metrics
 from queries.apis import not_found, router
 from queries.health import healthz
 from queries.views import product_detail, product_list
@@ -77,6 +78,7 @@ pages = [
     path("products/<int:product_id>/", product_detail, name="product-detail"),
     path("products/<int:product_id>/reviews/", review_create, name="product-review"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]
 
 urlpatterns = [

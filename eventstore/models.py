@@ -8,6 +8,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now
 from django.db.models.sql.compiler import SQLCompiler
 
+from eventstore.correlation import REQUEST_ID_MAX_LENGTH
+
 
 class CurrentTransactionId(models.Func):
     """``pg_current_xact_id()`` on PostgreSQL; 0 on SQLite, whose writers are serialized."""
@@ -56,6 +58,8 @@ class Event(models.Model):
     version = models.PositiveSmallIntegerField()
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     occurred_at = models.DateTimeField(db_default=Now())
+    # The request whose command recorded the event ("" for seeding, a shell...).
+    request_id = models.CharField(max_length=REQUEST_ID_MAX_LENGTH, blank=True, db_default="")
 
     class Meta:
         db_table = "projections_event"

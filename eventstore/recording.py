@@ -20,6 +20,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.dispatch import Signal, receiver
 
+from eventstore.correlation import current_request_id
 from eventstore.databases import WRITE_DB
 from eventstore.eventlog import EVENT_WRITER_LOCK, EVENT_WRITER_SETTING, LogPosition
 from eventstore.events import DomainEvent, domain_event
@@ -169,6 +170,7 @@ def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event
         event_type=event.event_type,
         version=event.version,
         payload=event.payload(),
+        request_id=current_request_id(),
     )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -1,11 +1,17 @@
 """Who a request comes from: its client address, by one rule for every rate
 limit, lockout and internal check."""
 
+import functools
 import ipaddress
+import logging
 
 from django.http import HttpRequest
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def client_address(request: HttpRequest) -> str:
@@ -21,3 +27,28 @@ def client_address(request: HttpRequest) -> str:
         return str(ipaddress.ip_address(ident))
     except ValueError:
         return remote
+
+
+@functools.cache
+def networks_of(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    """The networks among ``cidrs``; what is not one is left out (the
+    settings that hold such lists have system checks that report it)."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            logger.warning("%r is not a network; left out", cidr)
+    return tuple(networks)
+
+
+def address_in(request: HttpRequest, cidrs: tuple[str, ...]) -> bool:
+    """Whether the caller's address, by ``client_address``'s rule, is in one
+    of the networks ``cidrs``. A header a client wrote itself never counts."""
+    try:
+        address = ipaddress.ip_address(client_address(request))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks_of(cidrs))

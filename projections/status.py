@@ -2,14 +2,20 @@
 and the health check."""
 
 import dataclasses
+import datetime as dt
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from eventstore import eventlog
+from eventstore.databases import WRITE_DB
 from eventstore.eventlog import LogPosition
+from eventstore.models import Event
 from projections.engine import ensure_checkpoints
 from projections.models import Checkpoint, ParkedEvent
 from projections.registry import PROJECTIONS
@@ -70,3 +76,40 @@ def partition_statuses() -> list[PartitionStatus]:
             )
         )
     return statuses
+
+
+def events_behind(positions: dict[str, LogPosition], cap: int) -> dict[str, tuple[int, Any]]:
+    """For each reader position: how many events it has not applied, counted up
+    to ``cap + 1``, and when the oldest of those occurred. One statement, which
+    reads at most ``cap + 1`` entries of the log's index per position, so a
+    reader far behind costs what a reader ``cap`` events behind does. The
+    oldest is taken among those first ``cap + 1`` events in log order."""
+    connection = connections[WRITE_DB]
+    table = Event._meta.db_table
+    on_postgres = connection.vendor == "postgresql"
+    if on_postgres:
+        after = "(transaction_id, position) > (%s::text::xid8, %s)"
+        order = "transaction_id, position"
+    else:
+        after, order = "position > %s", "position"
+    one = f"""SELECT %s, count(*), min(occurred_at) FROM (
+                SELECT occurred_at FROM {table} WHERE {after} ORDER BY {order} LIMIT %s
+            ) AS behind"""  # noqa: S608
+    params: list[int | str] = []
+    for n, position in enumerate(positions.values()):
+        params.append(n)
+        if on_postgres:
+            params.append(str(position.transaction_id))
+        params.extend([position.position, cap + 1])
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join([one] * len(positions)), params)
+        found = {int(n): (int(count), oldest) for n, count, oldest in cursor.fetchall()}
+    return {name: found[n] for n, name in enumerate(positions)}
+
+
+def as_moment(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=dt.UTC)  # SQLite keeps UTC without an offset
+    return value

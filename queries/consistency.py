@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import connections
+from prometheus_client import Counter, Histogram
 from psycopg import sql
 
 from eventstore.databases import READ_DB
@@ -46,6 +47,19 @@ logger = logging.getLogger(__name__)
 
 PRODUCTS = "products"
 SELLERS = "sellers"
+CONSISTENCY_WAITS = Counter(
+    "storefront_consistency_waits",
+    "Reads that carried a consistency token, by projector and outcome: applied at once, "
+    "applied after a wait, timeout (answered stale), not waited for (an old token, or every "
+    "waiting slot of the process taken; answered stale).",
+    ["projector", "outcome"],
+)
+CONSISTENCY_WAIT_SECONDS = Histogram(
+    "storefront_consistency_wait_seconds",
+    "How long reads with a consistency token waited for the read model.",
+    ["projector"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
 POLL_FIRST_SECONDS = 0.005
 POLL_MAX_SECONDS = 0.1
 # The watch lets go of its connection after this long with nobody waiting.
@@ -128,17 +142,25 @@ def wait_for(
     """
     if timeout is None:
         timeout = settings.CONSISTENCY_WAIT_SECONDS
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     if is_applied(token, projector):
+        CONSISTENCY_WAITS.labels(projector, "applied").inc()
         return True
     if timeout <= 0 or not fresh:
+        CONSISTENCY_WAITS.labels(projector, "not_waited").inc()
         return False
     with waiters.slot() as granted:
         if not granted:
+            CONSISTENCY_WAITS.labels(projector, "not_waited").inc()
             return False
         if connections[READ_DB].vendor == "postgresql":
-            return watch.wait(token, projector, deadline)
-        return _wait_polling(token, projector, deadline)
+            applied = watch.wait(token, projector, deadline)
+        else:
+            applied = _wait_polling(token, projector, deadline)
+    CONSISTENCY_WAITS.labels(projector, "applied_after_wait" if applied else "timeout").inc()
+    CONSISTENCY_WAIT_SECONDS.labels(projector).observe(time.monotonic() - started)
+    return applied
 
 
 def _wait_polling(token: LogPosition, projector: str, deadline: float) -> bool:

@@ -9,14 +9,11 @@ per ``HEALTH_LAG_CACHE_SECONDS`` in a process however many requests come.
 """
 
 import dataclasses
-import datetime as dt
-import functools
 import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -24,16 +21,15 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from rest_framework.throttling import BaseThrottle
 
 from eventstore import eventlog
 from eventstore.databases import READ_DB, WRITE_DB
 from eventstore.eventlog import START, LogPosition
-from eventstore.models import Event
+from kernel.clients import address_in
 from projections.models import Checkpoint
+from projections.status import as_moment, events_behind
 from queries.consistency import PRODUCTS, SELLERS, partition_count
 
 logger = logging.getLogger(__name__)
@@ -77,43 +73,6 @@ def slowest_checkpoint(projector: str) -> LogPosition:
     return min(positions)
 
 
-def events_behind(positions: dict[str, LogPosition], cap: int) -> dict[str, tuple[int, Any]]:
-    """For each reader position: how many events it has not applied, counted up
-    to ``cap + 1``, and when the oldest of those occurred. One statement, which
-    reads at most ``cap + 1`` entries of the log's index per position, so a
-    reader far behind costs what a reader ``cap`` events behind does. The
-    oldest is taken among those first ``cap + 1`` events in log order."""
-    connection = connections[WRITE_DB]
-    table = Event._meta.db_table
-    on_postgres = connection.vendor == "postgresql"
-    if on_postgres:
-        after = "(transaction_id, position) > (%s::text::xid8, %s)"
-        order = "transaction_id, position"
-    else:
-        after, order = "position > %s", "position"
-    one = f"""SELECT %s, count(*), min(occurred_at) FROM (
-                SELECT occurred_at FROM {table} WHERE {after} ORDER BY {order} LIMIT %s
-            ) AS behind"""  # noqa: S608
-    params: list[int | str] = []
-    for n, position in enumerate(positions.values()):
-        params.append(n)
-        if on_postgres:
-            params.append(str(position.transaction_id))
-        params.extend([position.position, cap + 1])
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join([one] * len(positions)), params)
-        found = {int(n): (int(count), oldest) for n, count, oldest in cursor.fetchall()}
-    return {name: found[n] for n, name in enumerate(positions)}
-
-
-def _moment(value: Any) -> datetime | None:
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if value is not None and timezone.is_naive(value):
-        value = value.replace(tzinfo=dt.UTC)  # SQLite keeps UTC without an offset
-    return value
-
-
 def projector_lags() -> dict[str, dict[str, Any]]:
     """Each projector's slowest partition: its position and how far behind it is.
 
@@ -125,7 +84,7 @@ def projector_lags() -> dict[str, dict[str, Any]]:
     now = timezone.now()
     lags = {}
     for projector, (behind, oldest_value) in events_behind(positions, cap).items():
-        oldest = _moment(oldest_value)
+        oldest = as_moment(oldest_value)
         seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
         lags[projector] = {
             "position": positions[projector].token(),
@@ -198,36 +157,10 @@ class LagCache:
 lag_cache = LagCache()
 
 
-@functools.cache
-def internal_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
-    """The networks of ``HEALTH_INTERNAL_NETWORKS``; what is not one is left out
-    (``manage.py check`` reports it: storefront.E006)."""
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            logger.warning("HEALTH_INTERNAL_NETWORKS: %r is not a network; left out", cidr)
-    return tuple(networks)
-
-
 def is_internal(request: HttpRequest) -> bool:
-    """Whether the caller's address is in ``HEALTH_INTERNAL_NETWORKS``.
-
-    The address is the one the API's throttles use (DRF's ``get_ident``):
-    ``REMOTE_ADDR``, or with ``TRUSTED_PROXY_COUNT`` (``NUM_PROXIES``) proxies
-    in front, the address the outermost of them appended to
-    ``X-Forwarded-For``. A header a client wrote itself never counts.
-    """
-    ident = BaseThrottle().get_ident(request)  # type: ignore[arg-type]
-    try:
-        address = ipaddress.ip_address(ident)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    networks = internal_networks(tuple(settings.HEALTH_INTERNAL_NETWORKS))
-    return any(address in network for network in networks)
+    """Whether the caller's address (``kernel.clients.client_address``'s rule)
+    is in ``HEALTH_INTERNAL_NETWORKS``."""
+    return address_in(request, tuple(settings.HEALTH_INTERNAL_NETWORKS))
 
 
 def shows_details(request: HttpRequest) -> bool:

@@ -30,6 +30,7 @@ from kernel.errors import (
     NotAllowed,
     NotFound,
 )
+from kernel.metrics import measured_command
 from reviews import erasure, errors
 from reviews.events import ReviewAdded, ReviewEdited, ReviewEvent, ReviewRemoved
 from reviews.models import MAX_BODY, MAX_TITLE, MIN_BODY, Review
@@ -97,6 +98,7 @@ def clean_title(value: Any) -> str:
     )
 
 
+@measured_command
 def review_add(
     *, product_id: int, author: Actor, rating: int, body: str, title: str = ""
 ) -> Review:
@@ -135,6 +137,7 @@ def review_add(
     return review
 
 
+@measured_command
 def review_edit(
     *, review_id: int, author: Actor, rating: int | None = None, body: str | None = None
 ) -> Review:
@@ -169,6 +172,7 @@ def review_edit(
     return review
 
 
+@measured_command
 def review_remove(*, review_id: int, author: Actor) -> None:
     """The author deletes their review; they may write a new one afterwards."""
     author = _require_user(author)
@@ -187,6 +191,7 @@ def review_remove(*, review_id: int, author: Actor) -> None:
         send_event(event)
 
 
+@measured_command
 def review_hide(*, review_id: int, moderator: Actor) -> Review:
     """Staff moderation: the review stays in the write model but stops counting."""
     moderator = _require_user(moderator)
@@ -227,6 +232,7 @@ class _Overtaken(Exception):
     committed before the erasure locked its review."""
 
 
+@measured_command
 def user_erase(*, user_id: int) -> UserErasure:
     """Erase a user: remove each of their reviews with its ``ReviewRemoved``
     event (reason "erasure"; a hidden one no longer counted, as

@@ -43,6 +43,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and the HTTP metrics cover everything below.
+    "config.middleware.RequestIdMiddleware",
+    "config.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -263,16 +266,46 @@ HEALTH_INTERNAL_NETWORKS: list[str] = env.list(
 HEALTH_LAG_COUNT_CAP = env.int("HEALTH_LAG_COUNT_CAP", default=10_000)
 HEALTH_LAG_CACHE_SECONDS = env.float("HEALTH_LAG_CACHE_SECONDS", default=1.0)
 
+# Log lines name the request they were written for (request_id); LOG_FORMAT=json
+# (production's default) writes one JSON object per line, "text" plain lines.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.logs.JsonLines"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {
         "projections": {"level": env.str("PROJECTIONS_LOG_LEVEL", default="INFO")},
+        # Django's own default sends its records to a console handler of its
+        # own when DEBUG is on, and they reach ours too: each line twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         # Each answer is in the server's access log already; a client's 4xx
         # logged again here would let a flood of bad requests flood the log.
         # Server errors (5xx) still are.
         "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
     },
 }
+
+# /metrics (Prometheus): open to callers from METRICS_ALLOWED_NETWORKS (CIDRs;
+# the address by TRUSTED_PROXY_COUNT's rule) and to any caller that sends
+# "Authorization: Bearer <METRICS_TOKEN>" when that is set; others get 404.
+# The projections' figures behind it are read at most once per
+# METRICS_CACHE_SECONDS in a process. Set PROMETHEUS_MULTIPROC_DIR (an empty
+# folder shared by a host's gunicorn workers, Celery and run_projectors) so one
+# scrape sums every process's counters.
+METRICS_ALLOWED_NETWORKS: list[str] = env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_CACHE_SECONDS = env.float("METRICS_CACHE_SECONDS", default=1.0)

@@ -9,6 +9,7 @@ import enum
 import gc
 import os
 import socket
+import time
 from collections.abc import Iterator, Sequence
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from projections.engine.checkpoints import (
     unchanged,
 )
 from projections.engine.failures import is_infrastructure_error, record_failure
+from projections.engine.metrics import batch_applied
 from projections.engine.projection import Projection
 from projections.engine.reads import SharedReads, next_in_log
 from projections.models import Checkpoint
@@ -159,6 +161,7 @@ def run_batch(
     instance = projection or projection_class(partition, projection_class.partition_count())
     kept, instance.kept_at = instance.kept_at, None  # unknown until this batch commits
     advanced: Checkpoint | None = None
+    started = time.perf_counter()
     try:
         with transaction.atomic(using=READ_DB):
             checkpoint = lock_checkpoint(name, partition)
@@ -175,6 +178,7 @@ def run_batch(
         instance.forget()
         raise
     if advanced is not None:
+        batch_applied(name, partition, len(batch), time.perf_counter() - started)
         instance.kept_at = kept_at(advanced)
         return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=advanced)
     instance.kept_at = kept  # nothing was applied

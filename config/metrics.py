@@ -1,0 +1,68 @@
+"""``/metrics``: every metric of the deployment in Prometheus' text format.
+
+The counters and histograms are the processes' own (``kernel.metrics``,
+``projections.engine.metrics``, ``queries.consistency``,
+``config.middleware``); with ``PROMETHEUS_MULTIPROC_DIR`` set they are summed
+over every process that shares that folder. Where the projections stand is
+read from the databases at each scrape (``projections.metrics``).
+
+Only callers from ``METRICS_ALLOWED_NETWORKS`` or with
+``Authorization: Bearer <METRICS_TOKEN>`` are answered; others get a 404, as
+if there were nothing here.
+"""
+
+import hmac
+import os
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from kernel.clients import address_in
+from projections.metrics import collector as projection_collector
+
+
+def may_scrape(request: HttpRequest) -> bool:
+    if address_in(request, tuple(settings.METRICS_ALLOWED_NETWORKS)):
+        return True
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return False
+    given = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    )
+
+
+class _Registries:
+    """The registry a scrape reads: the process's own, or, in multiprocess
+    mode, one that sums the folder's files; the projections' figures beside."""
+
+    def __init__(self) -> None:
+        self._registry: CollectorRegistry | None = None
+
+    def get(self) -> CollectorRegistry:
+        if self._registry is None:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                registry = CollectorRegistry()
+                MultiProcessCollector(registry)
+            else:
+                registry = REGISTRY
+            registry.register(projection_collector)
+            self._registry = registry
+        return self._registry
+
+
+registries = _Registries()
+
+
+@never_cache
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not may_scrape(request):
+        raise Http404
+    return HttpResponse(generate_latest(registries.get()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,79 @@
+"""Middleware of the project's own, first in both stacks (``MIDDLEWARE`` and
+``config.handlers.LEAN_MIDDLEWARE``): a request id for every request, and
+the HTTP metrics."""
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import Counter, Histogram
+
+from eventstore.correlation import REQUEST_ID_MAX_LENGTH, request_id_scope
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a proxy in front may pass on (nginx's $request_id, a UUID, a trace id):
+# a few safe characters, so the id is never a way into the logs.
+REQUEST_ID_SHAPE = re.compile(rf"[A-Za-z0-9._-]{{1,{REQUEST_ID_MAX_LENGTH}}}")
+
+HTTP_SECONDS = Histogram(
+    "storefront_http_request_seconds",
+    "How long requests took in Django, by route and method.",
+    ["view", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+HTTP_ANSWERS = Counter(
+    "storefront_http_responses",
+    "Answers by route, method and status code.",
+    ["view", "method", "status"],
+)
+# Any other method counts as "other": a client never adds a label value.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "<unmatched>"
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Gives each request an id: the ``X-Request-ID`` a proxy in front sent,
+    when it is well formed, or a new one. The id is on the answer's
+    ``X-Request-ID``, on each log line written while serving it
+    (``config.logs``) and on every event its command records."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if REQUEST_ID_SHAPE.fullmatch(given) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        with request_id_scope(request_id):
+            response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern that served the request (``api/products/<int:pk>/``),
+    never the path itself, so labels stay few whatever clients ask for."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return UNMATCHED
+    return match.route or match.view_name or UNMATCHED
+
+
+class RequestMetricsMiddleware:
+    """Times every request and counts its answer (``/metrics``)."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        view = route_of(request)
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        HTTP_SECONDS.labels(view, method).observe(time.perf_counter() - started)
+        HTTP_ANSWERS.labels(view, method, str(response.status_code)).inc()
+        return response
