@@ -18,7 +18,13 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from kernel.clients import address_in
@@ -58,6 +64,9 @@ class _Registries:
 
 
 registries = _Registries()
+# A process's own counters would each add a ``_created`` series (the summed
+# multiprocess ones have none): left out, so both modes export the same names.
+disable_created_metrics()
 
 
 @never_cache

@@ -6,6 +6,7 @@ var/, no broker, the projector loop beside the web server, and demo data.
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_signal)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
+    # One metrics folder for the server and the projector loop, emptied here
+    # (nothing else shares it): /metrics sums both.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        metrics = Path(os.environ.get("STOREFRONT_VAR_DIR", ROOT / "var")) / "metrics"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+
     manage("migrate_all")
     if not options.no_demo:
         # --if-empty keeps the data of an earlier run.
@@ -42,6 +51,7 @@ def main() -> None:
         f"  API docs:  {url}/api/docs/\n"
         f"  Admin:     {url}/admin/   (demo login: admin / admin)\n"
         f"  Health:    {url}/healthz\n"
+        f"  Metrics:   {url}/metrics\n"
         f"Ctrl-C (or SIGTERM) stops the web server and the projector loop.\n",
         flush=True,
     )

@@ -1,0 +1,236 @@
+"""``/metrics`` as Prometheus scrapes it: gunicorn with 2 workers and a
+``run_projectors`` process sharing one ``PROMETHEUS_MULTIPROC_DIR``, real
+PostgreSQL. After a few commands every metric is there with the values those
+commands explain; a poison event halts the product partitions and the halted,
+parked and lag figures say so."""
+
+import json
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth import get_user_model
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.authtoken.models import Token
+
+from eventstore.models import Event
+from eventstore.recording import command_transaction
+from projections.models import Checkpoint
+from projections.projectors.product_store import partition_of
+from tests import factories
+from tests.projections.processes import (
+    free_port,
+    http,
+    kill,
+    process_env,
+    start_gunicorn,
+    start_run_projectors,
+    wait_for_log,
+    wait_until_caught_up,
+)
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True, databases=["default", "read"]),
+]
+
+PRICE_ROUTE = "api/products/<int:product_id>/price/"
+PARTITIONS = 4
+
+
+class Scrape:
+    """One scrape: each sample's value by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.values: dict[str, dict[frozenset[tuple[str, str]], float]] = defaultdict(dict)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.values[sample.name][frozenset(sample.labels.items())] = sample.value
+
+    def get(self, name: str, **labels: str) -> float:
+        return self.values[name].get(frozenset(labels.items()), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        wanted = set(labels.items())
+        return sum(value for key, value in self.values[name].items() if wanted <= key)
+
+
+def scrape(site: str) -> Scrape:
+    status, headers, body = http("GET", f"{site}/metrics")
+    assert status == 200, body[:300]
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    return Scrape(body.decode())
+
+
+def wait_for(site: str, check, why: str, timeout: float = 30.0) -> Scrape:
+    deadline = time.monotonic() + timeout
+    while True:
+        figures = scrape(site)
+        if check(figures):
+            return figures
+        assert time.monotonic() < deadline, why
+        time.sleep(0.2)
+
+
+def record_poison(product_id: int) -> None:
+    """A price change of a product nobody created: the product projector's
+    handler fails on it (there are no facts to change), every time."""
+    with command_transaction():
+        Event.objects.create(
+            stream_type="product",
+            stream_id=product_id,
+            event_type="PriceChanged",
+            version=1,
+            payload={
+                "product_id": product_id,
+                "price_change_id": 10**9,
+                "price": "1.00",
+                "previous_price": "2.00",
+                "changed_at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+def test_metrics_of_every_process_and_of_a_halted_partition(tmp_path):
+    seller = factories.seller()
+    products = [factories.product(seller_obj=seller) for _ in range(PARTITIONS)]
+    staff = Token.objects.create(user=factories.catalog_staff()).key
+    reviewer = Token.objects.create(user=get_user_model().objects.create_user("metrics")).key
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = process_env(
+        "",  # no broker: run_projectors projects
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        PROJECTION_PARTITIONS=str(PARTITIONS),
+        PROJECTION_MAX_ATTEMPTS="1",
+        METRICS_CACHE_SECONDS="0",
+        COMMAND_THROTTLE_RATE="100000/min",
+    )
+    loop_log = tmp_path / "run_projectors.log"
+    loop = start_run_projectors(env, loop_log)
+    port = free_port()
+    server = start_gunicorn(env, port, tmp_path / "gunicorn.log", workers=2)
+    site = f"http://127.0.0.1:{port}"
+    staff_headers = {"Authorization": f"Token {staff}"}
+    try:
+        wait_for_log(loop_log, "Projecting")
+        wait_until_caught_up(60)
+        for n, product in enumerate(products):
+            status, _, body = http(
+                "POST",
+                f"{site}/api/products/{product.pk}/price/",
+                {"price": f"{10 + n}.50"},
+                staff_headers,
+            )
+            assert status == 202, body
+        status, _, _ = http(
+            "POST", f"{site}/api/products/999999999/price/", {"price": "1.00"}, staff_headers
+        )
+        assert status == 404
+        status, _, body = http(
+            "POST",
+            f"{site}/api/reviews/",
+            {"product": products[0].pk, "rating": 4, "body": "Counted in the metrics."},
+            {"Authorization": f"Token {reviewer}"},
+        )
+        assert status == 201, body
+        token = json.loads(body)["consistency_token"]
+        status, headers, _ = http(
+            "GET", f"{site}/api/products/{products[0].pk}/", headers={"X-Consistency-Token": token}
+        )
+        assert status == 200
+        assert "X-Read-Model-Stale" not in headers
+        wait_until_caught_up(30)
+        applied_in_db = sum(
+            Checkpoint.objects.filter(projector="products").values_list("events_applied", flat=True)
+        )
+
+        # Every figure is there, with the values the commands above explain.
+        figures = wait_for(
+            site,
+            lambda f: (
+                f.total("storefront_projection_events_applied_total", projector="products")
+                == applied_in_db
+            ),
+            "the projector process's counters never reached the scrape",
+        )
+        ok = figures.get("storefront_commands_total", command="product_change_price", outcome="ok")
+        assert ok == PARTITIONS
+        assert (
+            figures.get(
+                "storefront_commands_total", command="product_change_price", outcome="not_found"
+            )
+            == 1
+        )
+        assert figures.get("storefront_commands_total", command="review_add", outcome="ok") == 1
+        assert figures.get("storefront_command_seconds_count", command="product_change_price") == (
+            PARTITIONS + 1
+        )
+        assert figures.get("storefront_command_seconds_sum", command="review_add") > 0
+        assert (
+            figures.get(
+                "storefront_http_responses_total", view=PRICE_ROUTE, method="POST", status="202"
+            )
+            == PARTITIONS
+        )
+        assert (
+            figures.get("storefront_http_request_seconds_count", view=PRICE_ROUTE, method="POST")
+            == PARTITIONS + 1
+        )
+        assert figures.total("storefront_consistency_waits_total", projector="products") == 1
+        assert figures.get("storefront_projection_batch_seconds_count", projector="products") >= 1
+        assert figures.get("storefront_projection_status_up") == 1
+        for partition in range(PARTITIONS):
+            labels = {"projector": "products", "partition": str(partition)}
+            assert figures.get("storefront_projection_events_behind", **labels) == 0
+            assert figures.get("storefront_projection_halted", **labels) == 0
+            assert figures.get("storefront_projection_parked_events", **labels) == 0
+            assert figures.get("storefront_projection_stalled", **labels) == 0
+        assert 0 <= figures.get("storefront_event_log_horizon_age_seconds") < 5
+        assert figures.get("storefront_event_writers_stalled") == 0
+        # The projector process wrote its own files into the shared folder.
+        assert any(path.name.endswith(f"_{loop.pid}.db") for path in metrics_dir.iterdir())
+
+        # A poison event halts the partitions; the lag piles up behind it.
+        victim = products[0]
+        halted = str(partition_of(victim.pk, PARTITIONS))
+        record_poison(victim.pk + 1000 * PARTITIONS)
+        labels = {"projector": "products", "partition": halted}
+        wait_for(
+            site,
+            lambda f: f.get("storefront_projection_halted", **labels) == 1,
+            "the halted partition never showed in the metrics",
+        )
+        status, _, _ = http(
+            "POST", f"{site}/api/products/{victim.pk}/price/", {"price": "99.00"}, staff_headers
+        )
+        assert status == 202
+        figures = wait_for(
+            site,
+            lambda f: (
+                f.get("storefront_projection_events_behind", **labels) >= 1
+                and f.get("storefront_projection_seconds_behind", **labels) > 0
+            ),
+            "the halted partition's lag never showed in the metrics",
+        )
+        assert figures.get("storefront_projection_parked_events", **labels) == 1
+        assert figures.get("storefront_projection_oldest_parked_age_seconds", **labels) >= 0
+        # Every product partition keeps every product's facts (and so fails on
+        # this event); the sellers' projector has no use for it and goes on.
+        for partition in range(PARTITIONS):
+            assert (
+                figures.get(
+                    "storefront_projection_halted", projector="products", partition=str(partition)
+                )
+                == 1
+            )
+        sellers = {"projector": "sellers", "partition": "0"}
+        assert figures.get("storefront_projection_halted", **sellers) == 0
+        assert figures.get("storefront_projection_events_behind", **sellers) == 0
+        assert loop.poll() is None
+        assert server.poll() is None
+    finally:
+        kill(server)
+        kill(loop)

@@ -1,0 +1,92 @@
+"""The alert rules and the dashboard in ``ops/`` use only metrics that
+``/metrics`` exports, and are well formed (``promtool check rules`` too,
+where Debian's prometheus package is installed)."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "ops" / "grafana" / "storefront.json"
+METRIC = re.compile(r"\bstorefront_[a-z_]+\b")
+SAMPLE_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+}
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [target["expr"] for panel in panels for target in panel["targets"]]
+
+
+@pytest.fixture
+def exported(client) -> set[str]:
+    """Every sample name /metrics can give (a labelled metric is listed even
+    before its first sample)."""
+    text = client.get("/metrics").content.decode()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ("",)))
+    return names
+
+
+@pytest.mark.django_db(databases=["default", "read"])
+def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(exported):
+    used = {
+        name
+        for expr in [rule["expr"] for rule in alert_rules()] + dashboard_exprs()
+        for name in METRIC.findall(expr)
+    }
+    assert len(used) >= 12
+    assert used - exported == set()
+
+
+def test_the_alerts_cover_lag_parked_halted_stalled_and_timeouts():
+    rules = alert_rules()
+    for rule in rules:
+        assert rule["alert"].startswith("Storefront")
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"])
+    used = " ".join(rule["expr"] for rule in rules)
+    for metric in (
+        "storefront_projection_seconds_behind",
+        "storefront_projection_parked_events",
+        "storefront_projection_halted",
+        "storefront_projection_stalled",
+        'storefront_consistency_waits_total{outcome="timeout"}',
+    ):
+        assert metric in used
+
+
+def test_the_dashboard_is_importable_grafana_json():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "storefront"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}"
+        assert panel["targets"]
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_rules():
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
