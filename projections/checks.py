@@ -55,17 +55,28 @@ def check_projection_settings(app_configs: Any, **kwargs: Any) -> list[CheckMess
 @register()
 def check_health_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    for cidr in settings.HEALTH_INTERNAL_NETWORKS:
+    messages.extend(
+        _networks_errors("HEALTH_INTERNAL_NETWORKS", settings.HEALTH_INTERNAL_NETWORKS, "E006")
+    )
+    messages.extend(
+        _networks_errors("METRICS_ALLOWED_NETWORKS", settings.METRICS_ALLOWED_NETWORKS, "E008")
+    )
+    if settings.HEALTH_LAG_COUNT_CAP < 1:
+        messages.append(Error("HEALTH_LAG_COUNT_CAP must be at least 1.", id="storefront.E007"))
+    return messages
+
+
+def _networks_errors(setting: str, cidrs: list[str], number: str) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for cidr in cidrs:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             messages.append(
                 Error(
-                    f"HEALTH_INTERNAL_NETWORKS: {cidr!r} is not a network.",
+                    f"{setting}: {cidr!r} is not a network.",
                     hint="Give CIDRs such as 10.0.0.0/8 or fd00::/8, separated by commas.",
-                    id="storefront.E006",
+                    id=f"storefront.{number}",
                 )
             )
-    if settings.HEALTH_LAG_COUNT_CAP < 1:
-        messages.append(Error("HEALTH_LAG_COUNT_CAP must be at least 1.", id="storefront.E007"))
     return messages

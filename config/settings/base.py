@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -269,6 +270,9 @@ HEALTH_LAG_CACHE_SECONDS = env.float("HEALTH_LAG_CACHE_SECONDS", default=1.0)
 # Log lines name the request they were written for (request_id); LOG_FORMAT=json
 # (production's default) writes one JSON object per line, "text" plain lines.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+LOG_FORMATS = ("text", "json")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,6 +14,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in LOG_FORMATS:  # noqa: F405
+    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {LOG_FORMAT!r}.")  # noqa: F405
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # noqa: F405
 
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

@@ -164,6 +164,10 @@ def test_production_logs_json_by_default(monkeypatch):
     env["LOG_FORMAT"] = "text"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "text", out.stderr
+    env["LOG_FORMAT"] = "xml"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "LOG_FORMAT must be one of ('text', 'json'), not 'xml'" in out.stderr
 
 
 # Metrics -------------------------------------------------------------------
@@ -258,3 +262,22 @@ def test_the_projections_figures_follow_the_log(client, settings):
     collector.clear()
     scraped = client.get("/metrics").content.decode()
     assert 'storefront_projection_events_behind{partition="0",projector="sellers"} 0.0' in scraped
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
+def test_a_process_reads_the_projections_figures_once_per_cache_period(
+    client, settings, django_assert_num_queries
+):
+    settings.METRICS_CACHE_SECONDS = 60
+    client.get("/metrics")
+    factories.product()
+    with django_assert_num_queries(0, using="read"), django_assert_num_queries(0):
+        scraped = client.get("/metrics").content.decode()
+    # Still the figures of the first scrape: nothing behind.
+    assert 'storefront_projection_events_behind{partition="0",projector="sellers"} 0.0' in scraped
+    settings.METRICS_CACHE_SECONDS = 0
+    collector.clear()
+    scraped = client.get("/metrics").content.decode()
+    assert 'storefront_projection_events_behind{partition="0",projector="sellers"} 0.0' not in (
+        scraped
+    )

@@ -75,6 +75,7 @@ def test_impossible_projection_settings_are_errors(monkeypatch, setting, value, 
         ("HEALTH_INTERNAL_NETWORKS", ["10.0.0.0/8", "not-a-network"], "storefront.E006"),
         ("HEALTH_INTERNAL_NETWORKS", ["10.0.0.0/33"], "storefront.E006"),
         ("HEALTH_LAG_COUNT_CAP", 0, "storefront.E007"),
+        ("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/8", "localhost"], "storefront.E008"),
     ],
 )
 def test_impossible_health_settings_are_errors(monkeypatch, setting, value, check_id):
