@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.apis import ProductPriceView, ProductStockView
+from kernel.token_api import ApiTokenView
 from queries.apis import not_found, router
 from queries.health import healthz
 from queries.views import product_detail, product_list
@@ -38,6 +39,7 @@ def api_index(request: HttpRequest) -> JsonResponse:
             "seller": "/api/sellers/{seller_id}/",
             "reviews": "/api/reviews/",
             "review": "/api/reviews/{review_id}/",
+            "token": reverse("api-token"),
             "schema": reverse("api-schema"),
             "docs": reverse("api-docs"),
         }
@@ -60,6 +62,7 @@ api = [
         ProductStockView.as_view(),
         name="api-product-stock",
     ),
+    path("api/auth/token/", ApiTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "api/docs/",

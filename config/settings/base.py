@@ -159,6 +159,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min"),
         "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
+        # POST /api/auth/token/ per client address (kernel.token_api), beside
+        # the lockout of a username after LOGIN_FAILURE_LIMIT failures.
+        "tokens": env.str("TOKEN_THROTTLE_RATE", default="10/min"),
     },
 }
 # Anonymous queries (API and pages) per client address; "" for no limit.
