@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.management import call_command
 
@@ -73,7 +75,25 @@ def test_the_schema_and_the_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
-    assert b"/api/schema/" in docs.content
+    start_up = client.get("/api/docs/", {"script": ""})
+    assert start_up["Content-Type"].startswith("application/javascript")
+    assert b"/api/schema/" in start_up.content
+    redoc = client.get("/api/redoc/")
+    assert redoc.status_code == 200
+    assert b'spec-url="/api/schema/"' in redoc.content
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_the_docs_load_only_our_own_static_files_and_run_no_inline_script(client, page):
+    html = client.get(page).content.decode()
+    policy = client.get(page)["Content-Security-Policy"]
+
+    sources = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert sources
+    assert all(source.startswith(("/static/", "/api/")) for source in sources), sources
+    assert "<script>" not in html, "an inline script"
+    assert "http" not in policy, "the policy names another host"
+    assert "script-src 'self';" in policy
 
 
 @pytest.mark.django_db(databases=["default", "read"])
@@ -87,5 +107,6 @@ def test_the_api_root_is_a_json_index_of_the_endpoints(api):
     assert api.get(index["products"]).status_code == 200
     assert api.get(index["docs"]).status_code == 200
     schema_paths = set(api.get(index["schema"], {"format": "json"}).json()["paths"])
-    listed = {path for name, path in index.items() if name not in ("schema", "docs")}
+    assert api.get(index["redoc"]).status_code == 200
+    listed = {path for name, path in index.items() if name not in ("schema", "docs", "redoc")}
     assert listed == schema_paths
