@@ -6,9 +6,7 @@ import os
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
@@ -30,6 +28,7 @@ TOKEN_PATH = "/api/auth/token/"
 pytestmark = [
     pytest.mark.fuzz,
     pytest.mark.django_db(transaction=True, databases=["default", "read"]),
+    pytest.mark.usefixtures("keep_the_test_connection"),
 ]
 
 # The document as the site serves it (fetching it touches no database). No
@@ -39,18 +38,6 @@ schema = schemathesis.openapi.from_wsgi(
     get_wsgi_application(),
     config=SchemathesisConfig.from_dict({"generation": {"allow-extra-parameters": False}}),
 )
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_test_connection():
-    """Requests go through the WSGI app in this process. Like Django's test
-    client, keep the test's connection open across them: the test runs inside
-    a transaction."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture(autouse=True)
