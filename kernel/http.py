@@ -130,19 +130,12 @@ class TokenOnlyAuthentication(TokenAuthentication):
         return super().authenticate(request)
 
 
-class CommandView(APIView):
-    """An authenticated JSON command endpoint, throttled per user.
+class JSONBodyView(APIView):
+    """An endpoint that takes JSON (or a form) and answers JSON, whose bad
+    bodies are 4xx answers like any other invalid input."""
 
-    Token authentication comes first so an anonymous request gets 401 with a
-    ``WWW-Authenticate`` header rather than a 403.
-    """
-
-    authentication_classes = (TokenOnlyAuthentication, SessionAuthentication)
-    permission_classes: tuple[type[BasePermission], ...] = (IsAuthenticated,)
     renderer_classes = (JSONRenderer,)
     parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)
-    throttle_classes = (ScopedRateThrottle,)
-    throttle_scope = "commands"
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, exceptions.ParseError):
@@ -152,6 +145,19 @@ class CommandView(APIView):
         elif isinstance(exc, RequestDataTooBig):
             exc = BodyTooLarge()
         return super().handle_exception(exc)
+
+
+class CommandView(JSONBodyView):
+    """An authenticated JSON command endpoint, throttled per user.
+
+    Token authentication comes first so an anonymous request gets 401 with a
+    ``WWW-Authenticate`` header rather than a 403.
+    """
+
+    authentication_classes = (TokenOnlyAuthentication, SessionAuthentication)
+    permission_classes: tuple[type[BasePermission], ...] = (IsAuthenticated,)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "commands"
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:

@@ -363,7 +363,8 @@ class ProductCursorPagination(BasePagination):
                 "in": "query",
                 "description": "Opaque page position from a `next` or `previous` link. "
                 "It belongs to one ordering: change the ordering and start over.",
-                "schema": {"type": "string", "maxLength": 600},
+                # What ``Cursor.encode`` makes: unpadded URL-safe base64.
+                "schema": {"type": "string", "maxLength": 600, "pattern": "^[A-Za-z0-9_-]*$"},
             },
             {
                 "name": self.page_size_query_param,

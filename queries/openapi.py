@@ -8,7 +8,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from kernel.http import FIELD_ERRORS_SCHEMA, ErrorSerializer
-from queries.serializers import FILTER_NAMES, PAGE_NAMES
+from queries.selectors import MAX_ID
+from queries.serializers import FILTER_NAMES, NO_NUL_PATTERN, PAGE_NAMES, SEARCH_MAX_LENGTH
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_PARAM = "consistency_token"
@@ -86,8 +87,16 @@ TOO_MANY = OpenApiResponse(
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the `If-None-Match` tag still matches.")
 
 
+# A row id, as the path converter and the selectors take it: 0, a negative
+# number or one past a bigint names no row (a 404).
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+# Search text: any but NUL, which DRF's CharField refuses. (drf-spectacular
+# would make a pattern on a blank-allowing field a oneOf that "" matches twice.)
+SEARCH_SCHEMA = {"type": "string", "maxLength": SEARCH_MAX_LENGTH, "pattern": NO_NUL_PATTERN}
+
+
 def id_parameter(name: str, what: str) -> OpenApiParameter:
-    return OpenApiParameter(name, int, OpenApiParameter.PATH, description=f"The {what} id.")
+    return OpenApiParameter(name, ID_SCHEMA, OpenApiParameter.PATH, description=f"The {what} id.")
 
 
 class QuerySchema(AutoSchema):
@@ -105,4 +114,6 @@ class QuerySchema(AutoSchema):
         for parameter in parameters:
             if parameter["in"] == "query" and parameter["name"] in (*FILTER_NAMES, *PAGE_NAMES):
                 parameter["allowEmptyValue"] = True
+            if parameter["in"] == "query" and parameter["name"] == "search":
+                parameter["schema"] = SEARCH_SCHEMA
         return parameters

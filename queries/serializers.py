@@ -18,6 +18,25 @@ from rest_framework import serializers
 from projections.models import ProductReadModel, StockStatus
 from queries.selectors import MAX_ID, ORDERING_LABELS, ProductFilters
 
+# What the list's decimal filters take, as patterns for the OpenAPI document:
+# a rating from 0 to 5 and a price from 0 with at most 10 whole digits, each
+# with at most 2 decimal places (the fields below refuse anything else).
+RATING_PATTERN = r"^(?:[0-4](?:\.[0-9]{0,2})?|[0-4]?\.[0-9]{1,2}|5(?:\.0{0,2})?)$"
+PRICE_PATTERN = r"^(?:[0-9]{1,10}(?:\.[0-9]{0,2})?|\.[0-9]{1,2})$"
+# Text a query parameter may hold: no NUL (DRF's CharField refuses it).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+SEARCH_MAX_LENGTH = 200
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": RATING_PATTERN})
+class RatingField(serializers.DecimalField):
+    pass
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": PRICE_PATTERN})
+class PriceField(serializers.DecimalField):
+    pass
+
 
 class ProductListQuerySerializer(serializers.Serializer):
     """The filters and the ordering of ``GET /api/products/``."""
@@ -25,7 +44,7 @@ class ProductListQuerySerializer(serializers.Serializer):
     seller = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_ID, help_text="Only this seller's products."
     )
-    min_rating = serializers.DecimalField(
+    min_rating = RatingField(
         required=False,
         max_digits=3,
         decimal_places=2,
@@ -33,7 +52,7 @@ class ProductListQuerySerializer(serializers.Serializer):
         max_value=Decimal(5),
         help_text="Only products rated at least this (0 to 5); unrated products are left out.",
     )
-    max_price = serializers.DecimalField(
+    max_price = PriceField(
         required=False,
         max_digits=12,
         decimal_places=2,
@@ -46,7 +65,7 @@ class ProductListQuerySerializer(serializers.Serializer):
     )
     search = serializers.CharField(
         required=False,
-        max_length=200,
+        max_length=SEARCH_MAX_LENGTH,
         allow_blank=True,
         help_text="Only products whose name contains this text (case-insensitive).",
     )

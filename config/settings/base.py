@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc as static files of our own (/api/docs/, /api/redoc/).
+    "drf_spectacular_sidecar",
     "axes",
     # The layers, bottom up: the event store, the write side, the projections,
     # the query side; and the demo shop with the local server.
@@ -163,6 +165,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "reviews": env.str("REVIEW_THROTTLE_RATE", default="30/min"),
         "commands": env.str("COMMAND_THROTTLE_RATE", default="120/min"),
+        # POST /api/auth/token/ per client address (kernel.token_api), beside
+        # the lockout of a username after LOGIN_FAILURE_LIMIT failures.
+        "tokens": env.str("TOKEN_THROTTLE_RATE", default="10/min"),
     },
 }
 # Anonymous queries (API and pages) per client address; "" for no limit.
@@ -198,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Product pages served from a CQRS read model.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # From STATIC_URL, never a CDN: the docs load nothing from elsewhere.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery. Without CELERY_BROKER_URL there is no broker: projectors run in

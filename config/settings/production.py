@@ -39,7 +39,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # Content-Security-Policy (Django's middleware, in base.MIDDLEWARE): the pages
 # run no script and load nothing from elsewhere; their styles are inline
-# <style> blocks. /api/docs/ widens it for Swagger UI (config/urls.py).
+# <style> blocks. The API docs (/api/docs/, /api/redoc/) add a blob: worker
+# for Redoc (config/urls.py DOCS_CSP); they too load nothing from elsewhere.
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF],

@@ -13,6 +13,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "reviews": env.str("REVIEW_THROTTLE_RATE", default="5/min"),
         "commands": env.str("COMMAND_THROTTLE_RATE", default="1000/min"),
+        "tokens": env.str("TOKEN_THROTTLE_RATE", default="10/min"),
     },
 }
 PROJECTION_RETRY_BASE_SECONDS = 0.0

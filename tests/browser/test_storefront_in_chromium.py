@@ -9,8 +9,10 @@ product page shows it. Screenshots go to test-artifacts/.
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -132,3 +134,86 @@ def test_a_shopper_reviews_and_staff_reprice_in_chromium(browser, live_server):
         wait_for_text(staff, base + detail, "123.45")
         assert "123.45" in staff.inner_text(".price")
         shot(staff, "4-product-page-new-price")
+
+
+# Redoc's sidebar shows "API docs by Redocly" with an <img> of this URL, and
+# has no option to leave it out: the docs' CSP (img-src 'self' data:) stops
+# the browser from fetching it, and Redoc hides the broken image.
+REDOC_ATTRIBUTION_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@dataclass
+class Traffic:
+    """What a page asked for, what the browser refused to fetch, and the
+    console's messages about the Content-Security-Policy."""
+
+    requested: list[str] = field(default_factory=list)
+    blocked_by_csp: list[str] = field(default_factory=list)
+    csp_messages: list[str] = field(default_factory=list)
+
+    def left_home(self, base: str) -> list[str]:
+        """Requests for anything but the live server (or data the page made)."""
+        home = urlsplit(base).netloc
+        return [
+            url
+            for url in self.requested
+            if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).netloc != home
+        ]
+
+
+def record_traffic(page) -> Traffic:
+    traffic = Traffic()
+    page.on("request", lambda request: traffic.requested.append(request.url))
+    page.on(
+        "requestfailed",
+        lambda request: (
+            traffic.blocked_by_csp.append(request.url)
+            if request.failure in ("csp", "net::ERR_BLOCKED_BY_CSP")
+            else None
+        ),
+    )
+    page.on(
+        "console",
+        lambda message: (
+            traffic.csp_messages.append(message.text)
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    return traffic
+
+
+def test_the_api_docs_render_offline_under_their_csp(browser, live_server):
+    base = live_server.url
+    page = browser.new_page()
+    traffic = record_traffic(page)
+
+    answer = page.goto(f"{base}/api/docs/")
+    # Swagger UI has fetched the document and drawn an entry per operation.
+    page.wait_for_selector(".opblock-summary-path[data-path='/api/auth/token/']", timeout=20_000)
+    page.wait_for_load_state("networkidle")
+    operations = page.locator(".opblock").count()
+    shot(page, "5-swagger-ui")
+
+    assert answer is not None
+    script_src = answer.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+    assert script_src.strip() == "'self'", "no inline script, no other host"
+    assert operations == 9
+    assert any("/static/drf_spectacular_sidecar/swagger-ui-dist/" in u for u in traffic.requested)
+    assert traffic.left_home(base) == []
+    assert traffic.csp_messages == []
+
+    page = browser.new_page()
+    traffic = record_traffic(page)
+    page.goto(f"{base}/api/redoc/")
+    # Redoc has fetched the document and drawn a section per operation.
+    page.locator("h2", has_text="Get an API token").wait_for(timeout=20_000)
+    page.wait_for_load_state("networkidle")
+    sections = page.locator("h2", has_text="Get a product").count()
+    shot(page, "6-redoc")
+
+    assert sections == 1
+    assert any("/static/drf_spectacular_sidecar/redoc/" in u for u in traffic.requested)
+    assert set(traffic.left_home(base)) <= {REDOC_ATTRIBUTION_LOGO}
+    assert set(traffic.blocked_by_csp) == set(traffic.left_home(base)), "refused, never fetched"
+    assert all(REDOC_ATTRIBUTION_LOGO in message for message in traffic.csp_messages)
