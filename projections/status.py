@@ -3,6 +3,7 @@ and the health check."""
 
 import dataclasses
 import datetime as dt
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +79,9 @@ def partition_statuses() -> list[PartitionStatus]:
     return statuses
 
 
-def events_behind(positions: dict[str, LogPosition], cap: int) -> dict[str, tuple[int, Any]]:
+def events_behind[K: Hashable](
+    positions: dict[K, LogPosition], cap: int
+) -> dict[K, tuple[int, Any]]:
     """For each reader position: how many events it has not applied, counted up
     to ``cap + 1``, and when the oldest of those occurred. One statement, which
     reads at most ``cap + 1`` entries of the log's index per position, so a

@@ -278,37 +278,44 @@ HEALTH_LAG_CACHE_SECONDS = env.float("HEALTH_LAG_CACHE_SECONDS", default=1.0)
 
 # Log lines name the request they were written for (request_id); LOG_FORMAT=json
 # (production's default) writes one JSON object per line, "text" plain lines.
-LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_FORMATS = ("text", "json")
-if LOG_FORMAT not in LOG_FORMATS:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {LOG_FORMAT!r}.")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "config.logs.JsonLines"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["request_id"],
-            "formatter": LOG_FORMAT,
-        }
-    },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
-    "loggers": {
-        "projections": {"level": env.str("PROJECTIONS_LOG_LEVEL", default="INFO")},
-        # Django's own default sends its records to a console handler of its
-        # own when DEBUG is on, and they reach ours too: each line twice.
-        "django": {"handlers": [], "level": "INFO", "propagate": True},
-        # Each answer is in the server's access log already; a client's 4xx
-        # logged again here would let a flood of bad requests flood the log.
-        # Server errors (5xx) still are.
-        "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
-    },
-}
+
+
+def logging_config(log_format: str) -> dict[str, Any]:
+    """Django's LOGGING for ``log_format``: "json" lines or plain "text"."""
+    if log_format not in LOG_FORMATS:
+        raise ImproperlyConfigured(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {log_format!r}.")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
+        "formatters": {
+            "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+            "json": {"()": "config.logs.JsonLines"},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "filters": ["request_id"],
+                "formatter": log_format,
+            }
+        },
+        "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+        "loggers": {
+            "projections": {"level": env.str("PROJECTIONS_LOG_LEVEL", default="INFO")},
+            # Django's own default sends its records to a console handler of its
+            # own when DEBUG is on, and they reach ours too: each line twice.
+            "django": {"handlers": [], "level": "INFO", "propagate": True},
+            # Each answer is in the server's access log already; a client's 4xx
+            # logged again here would let a flood of bad requests flood the log.
+            # Server errors (5xx) still are.
+            "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
+        },
+    }
+
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+LOGGING = logging_config(LOG_FORMAT)
 
 # /metrics (Prometheus): open to callers from METRICS_ALLOWED_NETWORKS (CIDRs;
 # the address by TRUSTED_PROXY_COUNT's rule) and to any caller that sends

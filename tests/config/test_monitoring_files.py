@@ -38,7 +38,7 @@ def exported(client) -> set[str]:
     """Every sample name /metrics can give (a labelled metric is listed even
     before its first sample)."""
     text = client.get("/metrics").content.decode()
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ("",)))
     return names
