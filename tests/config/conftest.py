@@ -1,0 +1,3 @@
+from tests.projections.fixtures import broker, redis_server
+
+__all__ = ["broker", "redis_server"]
