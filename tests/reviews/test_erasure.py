@@ -18,6 +18,7 @@ from django.utils.html import escape
 from catalog.models import PriceChange, Product, Recommendation, Seller
 from catalog.services import product_set_recommendations
 from eventstore.models import Event
+from eventstore.recording import declare_redaction
 from kernel import errors as kernel_errors
 from kernel.errors import NotFound
 from projections.models import ProductReadModel
@@ -336,6 +337,26 @@ def test_the_redaction_declares_itself_to_a_log_that_refuses_updates():
 
     assert user_erase(user_id=history.erin.pk).events_redacted == 5
     assert "Erin" not in str(payloads(history.erin_streams))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "change",
+    [
+        "request_id = 'rewritten'",
+        "event_type = 'Rewritten'",
+        "occurred_at = now() - interval '1 day'",
+    ],
+)
+def test_a_redaction_may_change_the_payload_and_nothing_else(change):
+    """The guard compares every column but the payload, so one added after it
+    was written (``request_id``) cannot be rewritten under a redaction either."""
+    History()
+    with transaction.atomic(), connection.cursor() as cursor:
+        declare_redaction()
+        cursor.execute("UPDATE projections_event SET payload = payload")  # allowed
+        with pytest.raises(Exception, match="append-only"), transaction.atomic():
+            cursor.execute(f"UPDATE projections_event SET {change}")
 
 
 def waiting_for_a_lock(deadline: float, sessions: int = 1) -> None:
