@@ -15,9 +15,8 @@ import hmac
 import os
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -70,8 +69,9 @@ disable_created_metrics()
 
 
 @never_cache
-@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     if not may_scrape(request):
-        raise Http404
+        raise Http404  # before anything else, so others cannot tell it is here
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     return HttpResponse(generate_latest(registries.get()), content_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import Counter, Histogram
 
@@ -36,8 +37,10 @@ Handler = Callable[[HttpRequest], HttpResponse]
 
 
 class RequestIdMiddleware:
-    """Gives each request an id: the ``X-Request-ID`` a proxy in front sent,
-    when it is well formed, or a new one. The id is on the answer's
+    """Gives each request an id: the ``X-Request-ID`` a trusted proxy in front
+    sent (``TRUSTED_PROXY_COUNT`` above 0), when it is well formed, or a new
+    one; a client's own header is never taken, since the id is kept with its
+    events. The id is on the answer's
     ``X-Request-ID``, on each log line written while serving it
     (``config.logs``) and on every event its command records."""
 
@@ -45,7 +48,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        given = request.META.get("HTTP_X_REQUEST_ID", "") if settings.TRUSTED_PROXY_COUNT else ""
         request_id = given if REQUEST_ID_SHAPE.fullmatch(given) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         with request_id_scope(request_id):

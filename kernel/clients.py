@@ -44,7 +44,15 @@ def networks_of(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
 
 def address_in(request: HttpRequest, cidrs: tuple[str, ...]) -> bool:
     """Whether the caller's address, by ``client_address``'s rule, is in one
-    of the networks ``cidrs``. A header a client wrote itself never counts."""
+    of the networks ``cidrs``. A header a client wrote itself never counts.
+
+    A request that came through a proxy (it carries ``X-Forwarded-For``)
+    while no proxy is trusted (``TRUSTED_PROXY_COUNT`` 0) is from nowhere we
+    know: the connection's address is the proxy's (often loopback, on the
+    same host), not the client's. It is never inside.
+    """
+    if not api_settings.NUM_PROXIES and "HTTP_X_FORWARDED_FOR" in request.META:
+        return False
     try:
         address = ipaddress.ip_address(client_address(request))
     except ValueError:

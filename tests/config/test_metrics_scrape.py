@@ -5,9 +5,14 @@ commands explain; a poison event halts the product partitions and the halted,
 parked and lag figures say so."""
 
 import json
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,6 +25,7 @@ from projections.models import Checkpoint
 from projections.projectors.product_store import partition_of
 from tests import factories
 from tests.projections.processes import (
+    ROOT,
     free_port,
     http,
     kill,
@@ -216,7 +222,7 @@ def test_metrics_of_every_process_and_of_a_halted_partition(tmp_path):
             "the halted partition's lag never showed in the metrics",
         )
         assert figures.get("storefront_projection_parked_events", **labels) == 1
-        assert figures.get("storefront_projection_oldest_parked_age_seconds", **labels) >= 0
+        assert figures.get("storefront_projection_oldest_parked_age_seconds", **labels) > 0
         # Every product partition keeps every product's facts (and so fails on
         # this event); the sellers' projector has no use for it and goes on.
         for partition in range(PARTITIONS):
@@ -232,5 +238,71 @@ def test_metrics_of_every_process_and_of_a_halted_partition(tmp_path):
         assert loop.poll() is None
         assert server.poll() is None
     finally:
-        kill(server)
+        kill(server, signal.SIGTERM)  # the master stops its workers: none left behind
         kill(loop)
+
+
+def metrics_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("storefront-metrics-*"))
+
+
+def test_gunicorn_alone_sums_its_workers_and_logs_each_requests_id(tmp_path):
+    """With no PROMETHEUS_MULTIPROC_DIR, gunicorn.conf.py gives the workers a
+    folder of their own: every scrape, whichever worker answers it, counts
+    every worker's requests. The access log names each request's id."""
+    env = process_env("")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    before = metrics_folders()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    site = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                http("GET", f"{site}/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        ours = metrics_folders() - before
+        assert len(ours) == 1
+        ids = []
+        for _ in range(30):
+            status, headers, _ = http("GET", f"{site}/api/products/999999/")
+            assert status == 404
+            ids.append(headers["X-Request-ID"])
+        route = "api/products/<int:product_id>/"
+        counts = {
+            scrape(site).get(
+                "storefront_http_responses_total", view=route, method="GET", status="404"
+            )
+            for _ in range(10)
+        }
+        assert counts == {30.0}
+    finally:
+        kill(server, signal.SIGTERM)
+    assert not (ours & metrics_folders()), "the server left its metrics folder behind"
+    access = log.read_text()
+    assert all('"GET /api/products/999999/ HTTP/1.1" 404' in access for _ in ids)
+    assert all(access.count(request_id) == 1 for request_id in ids)

@@ -40,8 +40,23 @@ def _fresh_figures(settings):
 # Request ids -------------------------------------------------------------
 
 
+@pytest.fixture
+def behind_a_proxy(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+
 @both_databases
-def test_every_answer_has_a_request_id_and_a_well_formed_one_from_a_proxy_is_kept(client):
+def test_a_clients_own_request_id_is_never_taken(client):
+    answered = client.get("/api/products/", HTTP_X_REQUEST_ID="chosen-by-me")["X-Request-ID"]
+    assert answered != "chosen-by-me"
+    assert len(answered) == 32
+
+
+@both_databases
+def test_every_answer_has_a_request_id_and_a_well_formed_one_from_a_proxy_is_kept(
+    client, behind_a_proxy
+):
     first = client.get("/api/products/")["X-Request-ID"]
     second = client.get("/api/products/")["X-Request-ID"]
     assert len(first) == 32
@@ -54,14 +69,14 @@ def test_every_answer_has_a_request_id_and_a_well_formed_one_from_a_proxy_is_kep
 @pytest.mark.parametrize(
     "given", ["a b", "x" * 65, "line\nbreak", '{"json":1}', "", "ümlaut"], ids=repr
 )
-def test_a_malformed_request_id_is_replaced(client, given):
+def test_a_malformed_request_id_is_replaced(client, behind_a_proxy, given):
     answered = client.get("/api/products/", HTTP_X_REQUEST_ID=given)["X-Request-ID"]
     assert answered != given
     assert len(answered) == 32
 
 
 @both_databases
-def test_a_commands_events_carry_its_request_id(staff_client):
+def test_a_commands_events_carry_its_request_id(staff_client, behind_a_proxy):
     product = factories.product()
     answer = staff_client.post(
         f"/api/products/{product.pk}/price/",
@@ -107,7 +122,9 @@ def json_lines():
 
 
 @both_databases
-def test_a_server_error_is_one_json_line_with_the_request_id(json_lines, monkeypatch):
+def test_a_server_error_is_one_json_line_with_the_request_id(
+    json_lines, monkeypatch, behind_a_proxy
+):
     from queries import selectors
 
     def broken(*args, **kwargs):
@@ -215,6 +232,10 @@ def test_requests_are_timed_by_route_not_by_path(client):
 def test_metrics_answer_the_allowed_networks_and_the_token_only(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR=OUTSIDE).status_code == 404
+    # Not even a method's refusal tells an outsider that something is here.
+    assert client.post("/metrics", REMOTE_ADDR=OUTSIDE).status_code == 404
+    assert client.options("/metrics", REMOTE_ADDR=OUTSIDE).status_code == 404
+    assert client.post("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 405
     # No token is set: a bearer of anything is still refused.
     assert (
         client.get("/metrics", REMOTE_ADDR=OUTSIDE, HTTP_AUTHORIZATION="Bearer ").status_code == 404
@@ -231,6 +252,17 @@ def test_metrics_answer_the_allowed_networks_and_the_token_only(client, settings
     settings.METRICS_ALLOWED_NETWORKS = ["203.0.113.0/24"]
     assert client.get("/metrics", REMOTE_ADDR=OUTSIDE).status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 404
+
+
+@both_databases
+def test_a_request_through_an_untrusted_proxy_on_the_same_host_is_not_let_in(client):
+    """nginx on the same host connects from 127.0.0.1 for every client; with
+    TRUSTED_PROXY_COUNT 0 its X-Forwarded-For is the sign of it."""
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    through_proxy = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": OUTSIDE}
+    assert client.get("/metrics", **through_proxy).status_code == 404
+    health = client.get("/healthz", **through_proxy).json()
+    assert "checks" not in health  # nor /healthz's details
 
 
 @both_databases
