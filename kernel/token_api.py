@@ -17,7 +17,13 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from kernel.clients import client_address
-from kernel.http import ErrorSerializer, JSONBodyView, domain_errors, error_responses
+from kernel.http import (
+    BoundedJSONParser,
+    ErrorSerializer,
+    JSONBodyView,
+    domain_errors,
+    error_responses,
+)
 from kernel.signin import SignInLockedOut, api_token_obtain
 
 # Django's user model allows usernames of 150 characters; a password longer
@@ -72,10 +78,15 @@ RETRY_AFTER = OpenApiParameter(
 
 class ApiTokenView(JSONBodyView):
     """Public: the credentials are the authentication. No session, so no CSRF
-    check either: the answer is of no use to another site's page."""
+    check either: the answer is of no use to another site's page. JSON only:
+    a browser sends JSON across sites only after a preflight this server
+    never allows, so another site cannot make its visitors' browsers try
+    passwords here (and lock a user out from their addresses) with a plain
+    form."""
 
     authentication_classes = ()
     permission_classes = (AllowAny,)
+    parser_classes = (BoundedJSONParser,)
     throttle_classes = (TokenRateThrottle,)
 
     @extend_schema(

@@ -57,13 +57,18 @@ def test_the_right_password_gets_the_users_token_and_it_works_on_a_command(api):
     assert refused_body.status_code == 400, "authenticated: the command only finds the body bad"
 
 
-def test_a_form_body_works_too(api):
+@pytest.mark.parametrize("form", ["multipart", "urlencoded"])
+def test_a_form_body_is_refused_so_no_other_site_can_post_one(api, form):
+    """A cross-site form post needs no preflight; JSON does."""
     user = UserFactory.create()
+    if form == "multipart":
+        response = api.post(URL, {"username": user.username, "password": USER_PASSWORD})
+    else:
+        body = f"username={user.username}&password={USER_PASSWORD}"
+        response = api.post(URL, body, content_type="application/x-www-form-urlencoded")
 
-    response = api.post(URL, {"username": user.username, "password": USER_PASSWORD})
-
-    assert response.status_code == 200
-    assert response.json()["token"] == Token.objects.get(user=user).key
+    assert response.status_code == 415
+    assert not Token.objects.filter(user=user).exists()
 
 
 @pytest.mark.parametrize("username", ["known", "nobody"])
