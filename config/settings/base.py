@@ -240,6 +240,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING (JSON lines with a request id in production),
+# not through handlers of Celery's own on the root logger.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 # Beat's record of when each entry last ran, under var/ (the schedule itself is below).
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -287,6 +290,7 @@ def logging_config(log_format: str) -> dict[str, Any]:
     """Django's LOGGING for ``log_format``: "json" lines or plain "text"."""
     if log_format not in LOG_FORMATS:
         raise ImproperlyConfigured(f"LOG_FORMAT must be one of {LOG_FORMATS}, not {log_format!r}.")
+    log_level = env.str("LOG_LEVEL", default="WARNING")
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -302,16 +306,19 @@ def logging_config(log_format: str) -> dict[str, Any]:
                 "formatter": log_format,
             }
         },
-        "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+        "root": {"handlers": ["console"], "level": log_level},
         "loggers": {
             "projections": {"level": env.str("PROJECTIONS_LOG_LEVEL", default="INFO")},
             # Django's own default sends its records to a console handler of its
             # own when DEBUG is on, and they reach ours too: each line twice.
-            "django": {"handlers": [], "level": "INFO", "propagate": True},
+            "django": {"handlers": [], "level": log_level, "propagate": True},
             # Each answer is in the server's access log already; a client's 4xx
             # logged again here would let a flood of bad requests flood the log.
-            # Server errors (5xx) still are.
+            # Server errors (5xx) still are. The security logger's records are
+            # all a client's 400s and 403s (a forged Host header, a missing CSRF
+            # token), with a traceback each: the same.
             "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
+            "django.security": {"level": "CRITICAL"},
         },
     }
 

@@ -151,6 +151,8 @@ def test_client_errors_write_no_log_line(json_lines, client, staff_client, setti
     staff_client.post("/api/products/1/price/", "{", content_type="application/json")
     client.post("/api/reviews/", {})
     client.get("/nowhere/")
+    client.get("/api/products/", HTTP_HOST="evil.example")  # DisallowedHost: a 400
+    Client(enforce_csrf_checks=True).post("/accounts/login/", {})  # no CSRF token: a 403
     assert json_lines == []
 
 
@@ -185,6 +187,19 @@ def test_production_logs_json_by_default(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "LOG_FORMAT must be one of ('text', 'json'), not 'xml'" in out.stderr
+
+
+def test_celery_workers_log_through_the_projects_handlers():
+    """A worker sets up its logging with Celery's own handlers on the root
+    logger unless told not to; then production's JSON lines would stop at the
+    worker's door."""
+    from config.celery_app import app
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    app.log.already_setup = False
+    app.log.setup_logging_subsystem(loglevel="INFO")
+    assert root.handlers == handlers
 
 
 # Metrics -------------------------------------------------------------------
