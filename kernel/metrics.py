@@ -39,6 +39,9 @@ _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+OUTCOMES = ("ok", *dict.fromkeys(outcome for _, outcome in _OUTCOMES), "failed")
+
+
 def outcome_of(error: BaseException) -> str:
     for kind, outcome in _OUTCOMES:
         if isinstance(error, kind):
@@ -50,6 +53,10 @@ def measured_command[**P, T](service: Callable[P, T]) -> Callable[P, T]:
     """Count a service's runs by outcome and time them, under its own name."""
     name = service.__name__
     seconds = COMMAND_SECONDS.labels(name)
+    for outcome in OUTCOMES:
+        # Every series exists from the start at 0, so the first failure is a
+        # rise that rate() and increase() see.
+        COMMANDS.labels(name, outcome)
 
     @functools.wraps(service)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -7,6 +7,7 @@ The reads are bounded like ``/healthz``'s: events behind are counted up to
 ``METRICS_CACHE_SECONDS`` however often it is scraped.
 """
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -14,12 +15,14 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db import connections, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from eventstore import eventlog
+from eventstore.databases import READ_DB, WRITE_DB
 from eventstore.eventlog import LogPosition
 from projections.engine import ensure_checkpoints
 from projections.models import Checkpoint, ParkedEvent
@@ -48,8 +51,35 @@ class Figures:
     stalled_writers: int
 
 
+# A scrape waits at most this long for the databases (a hung one would
+# otherwise hang the scrape, and no alert would say so: it answers
+# ``storefront_projection_status_up 0`` instead).
+FIGURES_TIMEOUT_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def _time_limited(seconds: float) -> Iterator[None]:
+    """A transaction on each database whose statements stop after ``seconds``
+    (PostgreSQL; SQLite has no such thing and no network to hang on)."""
+    with transaction.atomic(using=READ_DB), transaction.atomic(using=WRITE_DB):
+        for alias in (READ_DB, WRITE_DB):
+            connection = connections[alias]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', %s, true)",
+                        [f"{int(seconds * 1000)}ms"],
+                    )
+        yield
+
+
 def read_figures() -> Figures:
     """Every current partition's figures, and the log readers' horizon."""
+    with _time_limited(FIGURES_TIMEOUT_SECONDS):
+        return _read_figures()
+
+
+def _read_figures() -> Figures:
     for projection in PROJECTIONS.values():
         ensure_checkpoints(projection)
     checkpoints = [

@@ -60,6 +60,11 @@ CONSISTENCY_WAIT_SECONDS = Histogram(
     ["projector"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
 )
+WAIT_OUTCOMES = ("applied", "applied_after_wait", "timeout", "not_waited")
+for _projector in (PRODUCTS, SELLERS):
+    for _outcome in WAIT_OUTCOMES:
+        CONSISTENCY_WAITS.labels(_projector, _outcome)  # from 0, so the first one counts
+    CONSISTENCY_WAIT_SECONDS.labels(_projector)
 POLL_FIRST_SECONDS = 0.005
 POLL_MAX_SECONDS = 0.1
 # The watch lets go of its connection after this long with nobody waiting.

@@ -14,8 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
+ALERTS_TEST = ROOT / "ops" / "prometheus" / "alerts_test.yml"
 DASHBOARD = ROOT / "ops" / "grafana" / "storefront.json"
 METRIC = re.compile(r"\bstorefront_[a-z_]+\b")
+SELECTOR = re.compile(r"\bstorefront_[a-z_]+\{([^}]*)\}")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 SAMPLE_SUFFIXES = {
     "counter": ("_total",),
     "gauge": ("",),
@@ -34,25 +37,48 @@ def dashboard_exprs() -> list[str]:
 
 
 @pytest.fixture
-def exported(client) -> set[str]:
-    """Every sample name /metrics can give (a labelled metric is listed even
-    before its first sample)."""
+def exported(client) -> dict[str, set[str]]:
+    """Every sample name /metrics gives, with the label names its samples
+    carry, after a command, a request and a batch gave each a sample."""
+    from decimal import Decimal
+
+    from catalog.services import product_change_price
+    from projections.registry import project_all
+    from tests import factories
+
+    product = factories.product()
+    product_change_price(product_id=product.pk, price=Decimal("2.00"))
+    project_all()
+    client.get(f"/api/products/{product.pk}/")
     text = client.get("/metrics").content.decode()
-    names: set[str] = set()
+    names: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
-        names.update(family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ("",)))
+        labels = {key for sample in family.samples for key in sample.labels} | {"le"}
+        for suffix in SAMPLE_SUFFIXES.get(family.type, ("",)):
+            names[family.name + suffix] = labels
     return names
 
 
-@pytest.mark.django_db(databases=["default", "read"])
-def test_every_metric_the_alerts_and_the_dashboard_use_is_exported(exported):
-    used = {
-        name
-        for expr in [rule["expr"] for rule in alert_rules()] + dashboard_exprs()
-        for name in METRIC.findall(expr)
-    }
+def used_exprs() -> list[str]:
+    return [rule["expr"] for rule in alert_rules()] + dashboard_exprs()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
+def test_every_metric_and_label_the_alerts_and_the_dashboard_use_is_exported(exported):
+    used = {name for expr in used_exprs() for name in METRIC.findall(expr)}
     assert len(used) >= 12
-    assert used - exported == set()
+    assert used - set(exported) == set()
+    for expr in used_exprs():
+        known = set().union(*(exported[name] for name in METRIC.findall(expr)))
+        matched = {
+            key
+            for matchers in SELECTOR.findall(expr)
+            for key in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", matchers)
+        }
+        grouped = {
+            key.strip() for keys in GROUPING.findall(expr) for key in keys.split(",") if key.strip()
+        }
+        assert matched | grouped <= known, (expr, (matched | grouped) - known)
 
 
 def test_the_alerts_cover_lag_parked_halted_stalled_and_timeouts():
@@ -61,7 +87,7 @@ def test_the_alerts_cover_lag_parked_halted_stalled_and_timeouts():
         assert rule["alert"].startswith("Storefront")
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
-        assert re.fullmatch(r"\d+[smh]", rule["for"])
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
     used = " ".join(rule["expr"] for rule in rules)
     for metric in (
         "storefront_projection_seconds_behind",
@@ -85,8 +111,9 @@ def test_the_dashboard_is_importable_grafana_json():
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_rules():
-    checked = subprocess.run(
-        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+def test_promtool_accepts_the_rules_and_they_fire_as_their_tests_say():
+    for command in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERTS_TEST)]):
+        checked = subprocess.run(
+            ["promtool", *command], capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr

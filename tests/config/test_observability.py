@@ -328,3 +328,24 @@ def test_a_process_reads_the_projections_figures_once_per_cache_period(
     assert 'storefront_projection_events_behind{partition="0",projector="sellers"} 0.0' not in (
         scraped
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
+def test_a_database_that_hangs_makes_the_figures_unreadable_not_the_scrape(client, monkeypatch):
+    import time
+
+    import psycopg
+
+    from projections import metrics
+    from tests.projections.processes import database_url
+
+    monkeypatch.setattr(metrics, "FIGURES_TIMEOUT_SECONDS", 0.5)
+    with psycopg.connect(database_url("default")) as blocker:
+        blocker.execute("LOCK TABLE projections_event IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        scraped = client.get("/metrics").content.decode()
+        assert time.monotonic() - started < 5
+        blocker.rollback()
+    assert "storefront_projection_status_up 0.0" in scraped
+    assert "storefront_projection_events_behind{" not in scraped
