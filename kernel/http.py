@@ -18,7 +18,7 @@ from rest_framework.authentication import (
     TokenAuthentication,
     get_authorization_header,
 )
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -135,7 +135,11 @@ class JSONBodyView(APIView):
     bodies are 4xx answers like any other invalid input."""
 
     renderer_classes = (JSONRenderer,)
-    parser_classes = (BoundedJSONParser, FormParser, MultiPartParser)
+    parser_classes: tuple[type[BaseParser], ...] = (
+        BoundedJSONParser,
+        FormParser,
+        MultiPartParser,
+    )
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, exceptions.ParseError):

@@ -197,7 +197,7 @@ def test_celery_workers_log_through_the_projects_handlers():
 
     root = logging.getLogger()
     handlers = list(root.handlers)
-    app.log.already_setup = False
+    app.log.already_setup = False  # type: ignore[misc]
     app.log.setup_logging_subsystem(loglevel="INFO")
     assert root.handlers == handlers
 
