@@ -21,10 +21,17 @@ def _safety(argv: list[str]) -> Any:
     return safety.main(argv)
 
 
+def _scaling(argv: list[str]) -> Any:
+    from bench import scaling
+
+    return scaling.main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], Any]] = {
     "all": _all,
     "projector": _projector,
     "safety": _safety,
+    "scaling": _scaling,
 }
 
 

@@ -6,8 +6,6 @@ parked and lag figures say so."""
 
 import json
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -25,7 +23,6 @@ from projections.models import Checkpoint
 from projections.projectors.product_store import partition_of
 from tests import factories
 from tests.projections.processes import (
-    ROOT,
     free_port,
     http,
     kill,
@@ -255,36 +252,9 @@ def test_gunicorn_alone_sums_its_workers_and_logs_each_requests_id(tmp_path):
     port = free_port()
     log = tmp_path / "gunicorn.log"
     before = metrics_folders()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "-",
-            "--graceful-timeout",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    server = start_gunicorn(env, port, log, options=("--access-logfile", "-"))
     site = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                http("GET", f"{site}/healthz")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
         ours = metrics_folders() - before
         assert len(ours) == 1
         ids = []

@@ -190,9 +190,10 @@ def wait_for_log(log: Path, text: str, timeout: float = 30) -> None:
 
 
 def start_gunicorn(
-    env: dict[str, str], port: int, log: Path, *, workers: int = 2
+    env: dict[str, str], port: int, log: Path, *, workers: int = 2, options: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
-    """The site under gunicorn on 127.0.0.1 only; returns once it answers."""
+    """The site under gunicorn on 127.0.0.1 only; returns once it answers.
+    ``options`` are more of gunicorn's command-line options."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -209,6 +210,7 @@ def start_gunicorn(
             "warning",
             "--graceful-timeout",
             "2",
+            *options,
         ],
         cwd=ROOT,
         env=env,
