@@ -120,7 +120,7 @@ def hold_every_partition(partitions: int) -> Any:
     return session
 
 
-def measure(partitions: int, events: int) -> dict[str, Any]:
+def measure(partitions: int, events: int, processes: int | None = None) -> dict[str, Any]:
     from django.conf import settings
 
     from bench.projector import wipe_read_side
@@ -137,7 +137,7 @@ def measure(partitions: int, events: int) -> dict[str, Any]:
         for _ in range(partitions)
     ]
     try:
-        time.sleep(3 + 0.5 * partitions)  # started, found every partition busy, waiting
+        time.sleep(3 + 0.5 * processes)  # started, found every partition busy, waiting
         for runner in runners:
             assert runner.poll() is None, "a runner exited while starting"
         cpu_before = {runner.pid: process_cpu_seconds(runner.pid) for runner in runners}
@@ -161,7 +161,7 @@ def measure(partitions: int, events: int) -> dict[str, Any]:
             runner.wait(60)
     return {
         "partitions": partitions,
-        "processes": partitions,
+        "processes": processes,
         "events": events,
         "seconds": seconds,
         "events_per_second": events / seconds,
@@ -173,12 +173,12 @@ def measure(partitions: int, events: int) -> dict[str, Any]:
 def report(rows: list[dict[str, Any]]) -> list[str]:
     base = rows[0]
     lines = [
-        f"{'P = processes':>13} {'events/s':>9} {'x P=1':>6} {'projector CPU s/1K':>19} "
+        f"{'P':>3} {'processes':>9} {'events/s':>9} {'x P=1':>6} {'projector CPU s/1K':>19} "
         f"{'x P=1':>6} {'machine CPU s/1K':>17} {'x P=1':>6}",
     ]
     for row in rows:
         lines.append(
-            f"{row['partitions']:>13} {row['events_per_second']:>9.0f} "
+            f"{row['partitions']:>3} {row['processes']:>9} {row['events_per_second']:>9.0f} "
             f"{row['events_per_second'] / base['events_per_second']:>6.2f} "
             f"{row['projector_cpu_per_1k']:>19.3f} "
             f"{row['projector_cpu_per_1k'] / base['projector_cpu_per_1k']:>6.2f} "
@@ -212,6 +212,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--partitions", default="", help="comma-separated P to run (default: the size's)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="run_projectors processes for every P (default: P of them)",
+    )
     options = parser.parse_args(argv)
     size = SIZES[options.size]
     partitions = [int(p) for p in options.partitions.split(",") if p] or size["partitions"]
@@ -224,8 +230,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{events} events in the log", flush=True)
     rows = []
     for p in partitions:
-        print(f"P={p}: {p} run_projectors --threads 1 ...", flush=True)
-        rows.append(measure(p, events))
+        count = options.processes or p
+        print(f"P={p}: {count} run_projectors --threads 1 ...", flush=True)
+        rows.append(measure(p, events, count))
     print(f"\nScale-out from empty, {events} events, {os.cpu_count()} cores")
     lines = report(rows)
     print("\n".join(lines))
