@@ -4,7 +4,8 @@ Metrics: every worker writes its counters and histograms to files in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them
 (``prometheus-client``'s multiprocess mode), so a scrape that lands on any
 worker sees them all. Without the variable this server makes a folder of its
-own for its workers (and removes it when it stops); give the host's Celery
+own for its workers (under ``TMPDIR``; it removes it when it stops, but
+not if it is killed with SIGKILL); give the host's Celery
 workers and ``run_projectors`` the same folder, set before all of them
 start, to have their counters in the same scrape. Empty a shared folder when
 the host's processes start, never while they run. A worker that exits is
@@ -28,10 +29,12 @@ access_log_format = (
 )
 
 # Read in the server's own process before it starts a worker: they inherit it.
-_OWN_METRICS_DIR = ""
+# The file is read again on a reload (HUP): the folder it made is named in
+# the environment, so the server still knows to remove it when it stops.
+OWN_METRICS_DIR = "STOREFRONT_OWN_METRICS_DIR"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="storefront-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+    os.environ[OWN_METRICS_DIR] = tempfile.mkdtemp(prefix="storefront-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[OWN_METRICS_DIR]
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -41,5 +44,6 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if _OWN_METRICS_DIR:
-        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+    own = os.environ.get(OWN_METRICS_DIR)
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)

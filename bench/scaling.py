@@ -4,16 +4,17 @@
 
 The log is seeded once (``seed_demo --bulk``). For each P the read side is
 emptied and P ``run_projectors --threads 1`` processes start with
-``PROJECTION_PARTITIONS=P``. While they start, the bench holds every
-partition's lock, so none of them projects yet; once all of them wait, it
-lets go and wakes them, and the clock runs until every partition of every
+``PROJECTION_PARTITIONS=P`` (``--processes N``: N of them for every P).
+While they start, the bench holds every partition's lock, so none of them
+projects yet; once all of them listen for new events, it lets go and wakes
+them, and the clock runs until every partition of every
 projector has passed the log's head. Reported for each P:
 
 - events/s (the log's events over that time);
 - CPU seconds per 1,000 events of the projector processes (their own user and
   system time over the run, from ``/proc/<pid>/stat``; their start-up is not
-  in it) and of the whole machine (``/proc/stat``'s busy time, PostgreSQL and
-  this bench included);
+  in it) and of the whole machine (``/proc/stat``'s busy time, PostgreSQL,
+  this bench and anything else running here included; steal left out);
 - each as a ratio to P=1, beside issue 15's goals (P=8 within 1.2x of P=1 for
   the projectors and 1.3x for the machine; P=2 at least 1.5x the events/s of
   P=1).
@@ -60,9 +61,12 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def machine_busy_seconds() -> float:
+    """This machine's busy CPU time: user, nice, system, irq and softirq (not
+    idle, iowait or steal; guests are inside user). Whatever else runs here
+    counts too."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values[:8]) - idle) / TICKS  # user .. steal; guests are inside user
+    user, nice, system, _idle, _iowait, irq, softirq = values[:7]
+    return (user + nice + system + irq + softirq) / TICKS
 
 
 def seed(size: dict[str, Any]) -> int:
@@ -120,7 +124,25 @@ def hold_every_partition(partitions: int) -> Any:
     return session
 
 
-def measure(partitions: int, events: int, processes: int | None = None) -> dict[str, Any]:
+def wait_until_listening(processes: int, runners: list[Any], timeout: float = 120.0) -> None:
+    """Until every runner has started and waits on ``LISTEN`` (its last step
+    before projecting), so no start-up is measured."""
+    deadline = time.monotonic() + timeout
+    with setup.connect(setup.WRITE_URL) as session:
+        while True:
+            for runner in runners:
+                assert runner.poll() is None, "a runner exited while starting"
+            listening = session.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+            ).fetchone()[0]
+            if listening >= processes:
+                return
+            assert time.monotonic() < deadline, f"{listening} of {processes} runners started"
+            time.sleep(0.1)
+
+
+def measure(partitions: int, events: int, processes: int) -> dict[str, Any]:
     from django.conf import settings
 
     from bench.projector import wipe_read_side
@@ -134,12 +156,11 @@ def measure(partitions: int, events: int, processes: int | None = None) -> dict[
     holder = hold_every_partition(partitions)
     runners = [
         setup.manage("run_projectors", "--threads", "1", PROJECTION_PARTITIONS=str(partitions))
-        for _ in range(partitions)
+        for _ in range(processes)
     ]
     try:
-        time.sleep(3 + 0.5 * processes)  # started, found every partition busy, waiting
-        for runner in runners:
-            assert runner.poll() is None, "a runner exited while starting"
+        wait_until_listening(processes, runners)
+        time.sleep(0.5)  # each has found every partition busy and waits
         cpu_before = {runner.pid: process_cpu_seconds(runner.pid) for runner in runners}
         machine_before = machine_busy_seconds()
         started = time.perf_counter()

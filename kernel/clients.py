@@ -13,6 +13,16 @@ logger = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# What reverse proxies add to a request they pass on (nginx's usual
+# X-Real-IP and X-Forwarded-*, HAProxy's forwardfor, RFC 7239's Forwarded).
+PROXY_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_REAL_IP",
+    "HTTP_FORWARDED",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+)
+
 
 def client_address(request: HttpRequest) -> str:
     """The caller's IP address, by the rule the API's throttles use:
@@ -46,12 +56,13 @@ def address_in(request: HttpRequest, cidrs: tuple[str, ...]) -> bool:
     """Whether the caller's address, by ``client_address``'s rule, is in one
     of the networks ``cidrs``. A header a client wrote itself never counts.
 
-    A request that came through a proxy (it carries ``X-Forwarded-For``)
-    while no proxy is trusted (``TRUSTED_PROXY_COUNT`` 0) is from nowhere we
-    know: the connection's address is the proxy's (often loopback, on the
-    same host), not the client's. It is never inside.
+    A request that came through a proxy (it carries one of the headers
+    proxies add: ``PROXY_HEADERS``) while no proxy is trusted
+    (``TRUSTED_PROXY_COUNT`` 0) is from nowhere we know: the connection's
+    address is the proxy's (often loopback, on the same host), not the
+    client's. It is never inside.
     """
-    if not api_settings.NUM_PROXIES and "HTTP_X_FORWARDED_FOR" in request.META:
+    if not api_settings.NUM_PROXIES and any(header in request.META for header in PROXY_HEADERS):
         return False
     try:
         address = ipaddress.ip_address(client_address(request))

@@ -6,7 +6,6 @@ parked and lag figures say so."""
 
 import json
 import signal
-import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -239,23 +238,23 @@ def test_metrics_of_every_process_and_of_a_halted_partition(tmp_path):
         kill(loop)
 
 
-def metrics_folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("storefront-metrics-*"))
+def metrics_folders(under: Path) -> set[Path]:
+    return set(under.glob("storefront-metrics-*"))
 
 
 def test_gunicorn_alone_sums_its_workers_and_logs_each_requests_id(tmp_path):
     """With no PROMETHEUS_MULTIPROC_DIR, gunicorn.conf.py gives the workers a
     folder of their own: every scrape, whichever worker answers it, counts
     every worker's requests. The access log names each request's id."""
-    env = process_env("")
+    env = process_env("", TMPDIR=str(tmp_path))  # where gunicorn makes its folder
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     port = free_port()
     log = tmp_path / "gunicorn.log"
-    before = metrics_folders()
+    before = metrics_folders(tmp_path)
     server = start_gunicorn(env, port, log, options=("--access-logfile", "-"))
     site = f"http://127.0.0.1:{port}"
     try:
-        ours = metrics_folders() - before
+        ours = metrics_folders(tmp_path) - before
         assert len(ours) == 1
         ids = []
         for _ in range(30):
@@ -270,9 +269,20 @@ def test_gunicorn_alone_sums_its_workers_and_logs_each_requests_id(tmp_path):
             for _ in range(10)
         }
         assert counts == {30.0}
+        # A reload (HUP) reads gunicorn.conf.py again: the server still knows
+        # the folder is its own, and removes it when it stops.
+        server.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert (
+            scrape(site).get(
+                "storefront_http_responses_total", view=route, method="GET", status="404"
+            )
+            == 30.0
+        )
+        assert metrics_folders(tmp_path) - before == ours
     finally:
         kill(server, signal.SIGTERM)
-    assert not (ours & metrics_folders()), "the server left its metrics folder behind"
+    assert not (ours & metrics_folders(tmp_path)), "the server left its metrics folder behind"
     access = log.read_text()
-    assert all('"GET /api/products/999999/ HTTP/1.1" 404' in access for _ in ids)
+    assert access.count('"GET /api/products/999999/ HTTP/1.1" 404') == 30
     assert all(access.count(request_id) == 1 for request_id in ids)

@@ -274,10 +274,17 @@ def test_a_request_through_an_untrusted_proxy_on_the_same_host_is_not_let_in(cli
     """nginx on the same host connects from 127.0.0.1 for every client; with
     TRUSTED_PROXY_COUNT 0 its X-Forwarded-For is the sign of it."""
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
-    through_proxy = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": OUTSIDE}
-    assert client.get("/metrics", **through_proxy).status_code == 404
-    health = client.get("/healthz", **through_proxy).json()
-    assert "checks" not in health  # nor /healthz's details
+    for header, value in [
+        ("HTTP_X_FORWARDED_FOR", OUTSIDE),
+        ("HTTP_X_REAL_IP", OUTSIDE),
+        ("HTTP_FORWARDED", f"for={OUTSIDE}"),
+        ("HTTP_X_FORWARDED_PROTO", "https"),
+        ("HTTP_X_FORWARDED_HOST", "shop.example.com"),
+    ]:
+        through_proxy = {"REMOTE_ADDR": "127.0.0.1", header: value}
+        assert client.get("/metrics", **through_proxy).status_code == 404, header
+        health = client.get("/healthz", **through_proxy).json()
+        assert "checks" not in health, header  # nor /healthz's details
 
 
 @both_databases
