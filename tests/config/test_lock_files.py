@@ -145,3 +145,63 @@ def test_the_check_sees_a_dependency_added_or_tightened_without_make_lock(monkey
     problems = unmet("production.txt", ())
     assert "not-locked-yet>=1 is not in production.txt" in problems
     assert any(problem.startswith("django>=99: production.txt pins") for problem in problems)
+
+
+VIA_ROOTS = ("storefront (pyproject.toml)", "-r requirements/installer.in")
+
+
+def parents(lock: str) -> dict[NormalizedName, set[str]]:
+    """What pip-compile wrote each pin is there for (its ``# via`` lines):
+    package names, or one of ``VIA_ROOTS``; constraint files left out."""
+    found: dict[NormalizedName, set[str]] = {}
+    current: NormalizedName | None = None
+    for line in (REQUIREMENTS / lock).read_text().splitlines():
+        match = PINNED_LINE.match(line)
+        if match:
+            current = canonicalize_name(match["name"])
+            found[current] = set()
+            continue
+        text = line.strip()
+        if current is None or not text.startswith("#"):
+            continue
+        text = text.lstrip("#").strip()
+        if text.startswith("via"):
+            text = text[len("via") :].strip()
+        if not text or text.startswith("-c "):
+            continue
+        found[current].add(text if text in VIA_ROOTS else str(canonicalize_name(text)))
+    return found
+
+
+def unjustified(lock: str, extras: tuple[str, ...]) -> list[str]:
+    """Pins that nothing pyproject asks for (with ``extras``) needs: each must
+    be asked for itself, or be needed by a pin that is."""
+    wanted = {canonicalize_name(requirement.name) for requirement in declared(extras)}
+    graph = parents(lock)
+    justified = {
+        name
+        for name, via in graph.items()
+        if (VIA_ROOTS[0] in via and name in wanted) or VIA_ROOTS[1] in via
+    }
+    while True:
+        more = {name for name, via in graph.items() if name not in justified and via & justified}
+        if not more:
+            break
+        justified |= more
+    return sorted(set(graph) - justified)
+
+
+@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
+def test_each_lock_pins_nothing_its_dependencies_do_not_need(lock, extras):
+    """A dependency moved to an extra or dropped from pyproject must leave the
+    lock too: production would otherwise still install it."""
+    assert unjustified(lock, extras) == []
+
+
+def test_the_check_sees_a_dependency_moved_out_of_production(monkeypatch):
+    project = {**PYPROJECT["project"]}
+    project["dependencies"] = [
+        line for line in project["dependencies"] if not line.startswith("tqdm")
+    ]
+    monkeypatch.setitem(PYPROJECT, "project", project)
+    assert unjustified("production.txt", ()) == ["tqdm"]
