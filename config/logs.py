@@ -3,6 +3,8 @@
 lines (``LOG_FORMAT=json``), one object per record."""
 
 import logging
+import threading
+import time
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -36,3 +38,37 @@ class JsonLines(JsonFormatter):
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             reserved_attrs=[*RESERVED_ATTRS, "request", "server_time"],
         )
+
+
+class SecurityRefusalsThinned(logging.Filter):
+    """Django's security logger speaks for a client's 400s and 403s (a
+    ``Host`` not in ``ALLOWED_HOSTS``, a missing CSRF token, a tampered
+    session), each with a traceback. Those are worth seeing (a wrong
+    ``DJANGO_ALLOWED_HOSTS`` shows only there), but a client must not be
+    able to flood the log with them: of each kind, one line per
+    ``INTERVAL_SECONDS``, without the traceback, saying how many were left
+    out since the last."""
+
+    INTERVAL_SECONDS = 60.0
+    PREFIX = "django.security"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.PREFIX):
+            return True
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(record.name)
+            if last is not None and now - last < self.INTERVAL_SECONDS:
+                self._left_out[record.name] = self._left_out.get(record.name, 0) + 1
+                return False
+            self._last[record.name] = now
+            record.left_out = self._left_out.pop(record.name, 0)
+        record.exc_info = None
+        record.exc_text = None
+        return True

@@ -294,7 +294,10 @@ def logging_config(log_format: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
+        "filters": {
+            "request_id": {"()": "config.logs.RequestIdFilter"},
+            "security_thinned": {"()": "config.logs.SecurityRefusalsThinned"},
+        },
         "formatters": {
             "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
             "json": {"()": "config.logs.JsonLines"},
@@ -302,7 +305,7 @@ def logging_config(log_format: str) -> dict[str, Any]:
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
-                "filters": ["request_id"],
+                "filters": ["request_id", "security_thinned"],
                 "formatter": log_format,
             }
         },
@@ -314,11 +317,10 @@ def logging_config(log_format: str) -> dict[str, Any]:
             "django": {"handlers": [], "level": log_level, "propagate": True},
             # Each answer is in the server's access log already; a client's 4xx
             # logged again here would let a flood of bad requests flood the log.
-            # Server errors (5xx) still are. The security logger's records are
-            # all a client's 400s and 403s (a forged Host header, a missing CSRF
-            # token), with a traceback each: the same.
+            # Server errors (5xx) still are. The security logger's 400s and 403s
+            # (a forged Host, a missing CSRF token) are thinned to one line a
+            # minute of each kind (config.logs.SecurityRefusalsThinned).
             "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
-            "django.security": {"level": "CRITICAL"},
         },
     }
 

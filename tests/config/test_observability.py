@@ -151,9 +151,42 @@ def test_client_errors_write_no_log_line(json_lines, client, staff_client, setti
     staff_client.post("/api/products/1/price/", "{", content_type="application/json")
     client.post("/api/reviews/", {})
     client.get("/nowhere/")
-    client.get("/api/products/", HTTP_HOST="evil.example")  # DisallowedHost: a 400
-    Client(enforce_csrf_checks=True).post("/accounts/login/", {})  # no CSRF token: a 403
     assert json_lines == []
+
+
+@pytest.fixture
+def thinned_json_lines():
+    handler = Lines(logs.JsonLines())
+    handler.addFilter(logs.SecurityRefusalsThinned())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler.lines
+    root.removeHandler(handler)
+
+
+@both_databases
+def test_security_refusals_are_one_line_a_minute_of_each_kind(thinned_json_lines, monkeypatch):
+    """A wrong ALLOWED_HOSTS shows in the log; a flood of forged Hosts does not
+    flood it."""
+    import time
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    for _ in range(20):
+        Client().get("/api/products/", HTTP_HOST="evil.example")  # DisallowedHost: a 400
+        Client(enforce_csrf_checks=True).post("/accounts/login/", {})  # no CSRF token: a 403
+    records = [json.loads(line) for line in thinned_json_lines]
+    assert [record["logger"] for record in records] == [
+        "django.security.DisallowedHost",
+        "django.security.csrf",
+    ]
+    assert "evil.example" in records[0]["message"]
+    assert "exc_info" not in records[0]  # no traceback
+    clock[0] += 61
+    Client().get("/api/products/", HTTP_HOST="evil.example")
+    last = json.loads(thinned_json_lines[-1])
+    assert last["logger"] == "django.security.DisallowedHost"
+    assert last["left_out"] == 19
 
 
 def test_the_text_format_names_the_request_too(settings):
