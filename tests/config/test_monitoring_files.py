@@ -99,6 +99,17 @@ def test_the_alerts_cover_lag_parked_halted_stalled_and_timeouts():
         assert metric in used
 
 
+def test_every_alert_has_a_unit_test_in_which_it_fires():
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    firing = {
+        case["alertname"]
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case.get("exp_alerts")
+    }
+    assert firing == {rule["alert"] for rule in alert_rules()}
+
+
 def test_the_dashboard_is_importable_grafana_json():
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "storefront"
