@@ -41,9 +41,9 @@ class RequestIdMiddleware:
     """Gives each request an id: the ``X-Request-ID`` a trusted proxy in front
     sent (``TRUSTED_PROXY_COUNT`` above 0), when it is well formed, or a new
     one; a client's own header is never taken, since the id is kept with its
-    events. The id is on the answer's
-    ``X-Request-ID``, on each log line written while serving it
-    (``config.logs``) and on every event its command records."""
+    events. The id is on the answer's ``X-Request-ID``, on each log line
+    written while serving it (``config.logs``) and on every event its command
+    records."""
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
