@@ -11,6 +11,7 @@ Only callers from ``METRICS_ALLOWED_NETWORKS`` or with
 if there were nothing here.
 """
 
+import functools
 import hmac
 import os
 
@@ -43,26 +44,19 @@ def may_scrape(request: HttpRequest) -> bool:
     )
 
 
-class _Registries:
+@functools.cache
+def scrape_registry() -> CollectorRegistry:
     """The registry a scrape reads: the process's own, or, in multiprocess
     mode, one that sums the folder's files; the projections' figures beside."""
-
-    def __init__(self) -> None:
-        self._registry: CollectorRegistry | None = None
-
-    def get(self) -> CollectorRegistry:
-        if self._registry is None:
-            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-                registry = CollectorRegistry()
-                MultiProcessCollector(registry)
-            else:
-                registry = REGISTRY
-            registry.register(projection_collector)
-            self._registry = registry
-        return self._registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    registry.register(projection_collector)
+    return registry
 
 
-registries = _Registries()
 # A process's own counters would each add a ``_created`` series (the summed
 # multiprocess ones have none): left out, so both modes export the same names.
 disable_created_metrics()
@@ -74,4 +68,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         raise Http404  # before anything else, so others cannot tell it is here
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    return HttpResponse(generate_latest(registries.get()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,7 @@ The reads are bounded like ``/healthz``'s: events behind are counted up to
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,6 @@ from prometheus_client.registry import Collector
 from eventstore import eventlog
 from eventstore.databases import READ_DB, WRITE_DB
 from eventstore.eventlog import LogPosition
-from projections.engine import ensure_checkpoints
 from projections.models import Checkpoint, ParkedEvent
 from projections.registry import PROJECTIONS
 from projections.status import as_moment, events_behind
@@ -83,13 +83,13 @@ def read_figures() -> Figures:
 
 
 def _read_figures() -> Figures:
-    for projection in PROJECTIONS.values():
-        ensure_checkpoints(projection)
+    # A scrape writes nothing: a partition whose checkpoint no worker has made
+    # yet is reported as at the log's start.
+    stored = {(c.projector, c.partition): c for c in Checkpoint.objects.all()}
     checkpoints = [
-        checkpoint
-        for checkpoint in Checkpoint.objects.order_by("projector", "partition")
-        if checkpoint.projector in PROJECTIONS
-        and checkpoint.partition < PROJECTIONS[checkpoint.projector].partition_count()
+        stored.get((name, partition)) or Checkpoint(projector=name, partition=partition)
+        for name, projection in sorted(PROJECTIONS.items())
+        for partition in range(projection.partition_count())
     ]
     keys = [(c.projector, c.partition) for c in checkpoints]
     positions = {
@@ -113,7 +113,7 @@ def _read_figures() -> Figures:
         parked_count, parked_at = parked.get(key, (0, None))
         parked_at = as_moment(parked_at)
         halted = checkpoint.halted_at_position is not None
-        idle_for = (now - checkpoint.updated_at).total_seconds() if checkpoint.updated_at else lease
+        idle_for = (now - checkpoint.updated_at).total_seconds() if checkpoint.pk else math.inf
         partitions.append(
             PartitionFigures(
                 projector=checkpoint.projector,
