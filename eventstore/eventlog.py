@@ -203,6 +203,146 @@ def read_events(after: LogPosition, limit: int, *, skip_snapshot: str = "") -> l
     return [_decode(row) for row in rows]
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyedSlice:
+    """The events whose payload's ``key`` (an integer) is ``remainder``
+    modulo ``modulus``, and every event without such a key: one partition's
+    share of the log when partitions divide it by a key."""
+
+    key: str
+    modulus: int
+    remainder: int
+
+    def __post_init__(self) -> None:
+        if not self.key.isidentifier():
+            raise ValueError(f"not a payload key: {self.key!r}")
+        if not 0 <= self.remainder < self.modulus:
+            raise ValueError(f"no remainder {self.remainder} modulo {self.modulus}")
+
+    def holds(self, payload: dict[str, Any]) -> bool:
+        value = payload.get(self.key)
+        if type(value) is not int:
+            return True
+        return value % self.modulus == self.remainder
+
+
+# The slice's events among the next ``scan`` events of the log after the
+# position, at most ``limit`` of them, and a last row that marks where the
+# scan ended: every event of the log up to it that the slice does not hold
+# was looked at and passed. The scanned rows are kept in memory (a
+# materialized CTE); only the slice's payloads are sent.
+_PG_MINE = """CASE WHEN jsonb_typeof(payload -> '{key}') = 'number'
+    THEN mod((payload ->> '{key}')::numeric, %(modulus)s) = %(remainder)s ELSE true END"""
+_SQLITE_MINE = """CASE WHEN json_type(payload, '$.{key}') = 'integer'
+    THEN json_extract(payload, '$.{key}') %% %(modulus)s = %(remainder)s ELSE 1 END"""
+_KEYED_READ = """
+    WITH scanned AS MATERIALIZED (
+        SELECT {columns}, {mine} AS mine
+        FROM {table}
+        WHERE {after} {horizon} {skip}
+        ORDER BY {order}
+        LIMIT %(scan)s
+    )
+    SELECT * FROM (
+        SELECT {outer}, 0 AS marker, 0 AS scanned FROM scanned WHERE mine
+        ORDER BY {scan_order} LIMIT %(limit)s
+    ) AS slice
+    UNION ALL
+    SELECT * FROM (
+        SELECT position, txid, CAST(NULL AS text), CAST(NULL AS bigint), CAST(NULL AS text),
+               CAST(NULL AS smallint), CAST(NULL AS {json}), CAST(NULL AS {moment}), 1,
+               (SELECT count(*) FROM scanned)
+        FROM scanned ORDER BY {scan_order_desc} LIMIT 1
+    ) AS last_scanned
+"""
+_OUTER = "position, txid, stream_type, stream_id, event_type, version, payload, occurred_at"
+
+
+@cache
+def _keyed_sql(vendor: str, key: str, skip: bool) -> str:
+    table = Event._meta.db_table
+    if vendor == "postgresql":
+        return _KEYED_READ.format(
+            columns=_COLUMNS.format(txid="transaction_id::text::bigint AS txid"),
+            mine=_PG_MINE.format(key=key),
+            table=table,
+            after="(transaction_id, position) > (%(txid)s::text::xid8, %(position)s)",
+            horizon=f"AND transaction_id < {HORIZON}",
+            skip="AND NOT pg_visible_in_snapshot(transaction_id, %(skip)s::pg_snapshot)"
+            if skip
+            else "",
+            order=f"{table}.transaction_id, position",
+            outer=_OUTER,
+            scan_order="txid, position",
+            scan_order_desc="txid DESC, position DESC",
+            json="jsonb",
+            moment="timestamptz",
+        )
+    return _KEYED_READ.format(
+        columns=_COLUMNS.format(txid="transaction_id AS txid"),
+        mine=_SQLITE_MINE.format(key=key),
+        table=table,
+        after="position > %(position)s",
+        horizon="",
+        skip="",
+        order="position",
+        outer=_OUTER,
+        scan_order="position",
+        scan_order_desc="position DESC",
+        json="text",
+        moment="text",
+    )
+
+
+def read_slice(
+    after: LogPosition,
+    limit: int,
+    where: KeyedSlice,
+    *,
+    scan: int,
+    skip_snapshot: str = "",
+) -> tuple[list[StoredEvent], LogPosition, bool]:
+    """The slice's next events after ``after`` (at most ``limit``, among the
+    next ``scan`` committed events), the position up to which every event
+    was looked at (the last event returned when ``limit`` were, else the
+    last event scanned; ``after`` when the log has nothing new), and whether
+    the log may hold more after it (a full batch or a full scan).
+
+    A reader of a slice can move its checkpoint to that position: the events
+    of other slices up to it are not its to apply. The payload test is in
+    SQL; ``KeyedSlice.holds`` is the same test in Python.
+    """
+    connection = connections[WRITE_DB]
+    sql = _keyed_sql(connection.vendor, where.key, bool(skip_snapshot))
+    params: dict[str, int | str] = {
+        "txid": str(after.transaction_id),
+        "position": after.position,
+        "modulus": where.modulus,
+        "remainder": where.remainder,
+        "skip": skip_snapshot,
+        "scan": scan,
+        "limit": limit,
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _load_moments_in_c(cursor.cursor)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    events = [_decode(row[:-2]) for row in rows if not row[-2]]
+    events.sort(key=_reading_order)
+    marks = [(LogPosition(int(row[1]), int(row[0])), int(row[-1])) for row in rows if row[-2]]
+    if len(events) == limit:
+        return events, events[-1].log_position, True
+    if not marks:
+        return events, after, False
+    last, scanned = marks[0]
+    return events, last, scanned == scan
+
+
+def _reading_order(event: StoredEvent) -> tuple[int, int]:
+    return event.transaction_id, event.position
+
+
 _POSTGRES_STREAMS = f"""
     SELECT {_COLUMNS.format(txid="transaction_id::text::bigint")}
     FROM {Event._meta.db_table}

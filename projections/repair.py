@@ -180,22 +180,26 @@ def _repair_rows(expected: _Truth, repaired: Repaired) -> None:
     repaired.add("seller rows", len(wrong))
 
 
-def _fact_scopes() -> list[tuple[str, int, tuple[str, ...]]]:
+def _fact_scopes() -> list[tuple[str, int, int, tuple[str, ...]]]:
+    """Who keeps product facts: each product partition those of its own
+    products (a product's id modulo the partitions), the sellers' projector
+    every product's."""
     products = PROJECTIONS["products"]
-    scopes: list[tuple[str, int, tuple[str, ...]]] = [
-        (products.name, partition, PRODUCT_FACT_FIELDS)
-        for partition in range(products.partition_count())
+    count = products.partition_count()
+    scopes: list[tuple[str, int, int, tuple[str, ...]]] = [
+        (products.name, partition, count, PRODUCT_FACT_FIELDS) for partition in range(count)
     ]
-    scopes.append((PROJECTIONS["sellers"].name, 0, SELLER_PROJECTOR_FACT_FIELDS))
+    scopes.append((PROJECTIONS["sellers"].name, 0, 1, SELLER_PROJECTOR_FACT_FIELDS))
     return scopes
 
 
 def _repair_facts(expected: _Truth, repaired: Repaired) -> None:
-    want = {
+    every = {
         pk: {field: row[field] for field in PRODUCT_FACT_FIELDS}
         for pk, row in expected.products.items()
     }
-    for projector, partition, compared in _fact_scopes():
+    for projector, partition, modulus, compared in _fact_scopes():
+        want = {pk: fields for pk, fields in every.items() if pk % modulus == partition}
         have = {
             row["product_id"]: row
             for row in ProductFacts.objects.filter(projector=projector, partition=partition).values(

@@ -82,6 +82,8 @@ class ProjectorLoop:
         # projection instance that keeps its rows between batches (engine.catch_up).
         self._known: dict[tuple[str, int], Checkpoint] = {}
         self._kept: dict[tuple[str, int], Projection] = {}
+        # Whether a partition of the last pass waits for another one to go on.
+        self._waiting = False
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -102,8 +104,12 @@ class ProjectorLoop:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
         reads = SharedReads()
+        self._waiting = False
         futures = [self._pool.submit(self._catch_up, *item, reads) for item in work]
         return sum(future.result() for future in futures)
+
+    def _note_waiting(self) -> None:
+        self._waiting = True
 
     def _catch_up(self, projection: type[Projection], partition: int, reads: SharedReads) -> int:
         if self.stopping.is_set():
@@ -117,6 +123,7 @@ class ProjectorLoop:
                 known=self._known,
                 reads=reads,
                 projection=self._kept_instance(projection, partition),
+                on_waiting=self._note_waiting,
             )
         except Exception as error:
             if is_infrastructure_error(error):
@@ -142,7 +149,9 @@ class ProjectorLoop:
                     if self._listener is None:
                         self._listen()
                     applied = self.run_once()
-                    if not applied:
+                    if self._waiting:
+                        self.stopping.wait(MIN_POLL_SECONDS)
+                    elif not applied:
                         self._idle(idle_wait)
                 except Exception as error:
                     if not is_infrastructure_error(error):

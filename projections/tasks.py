@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
 PENDING_SECONDS = 5
 TASK_BUDGET_SECONDS = 5.0
+# A partition waiting for another one (``Outcome.WAITING``) looks again after this.
+WAITING_SECONDS = 0.05
 
 
 @cache
@@ -157,6 +159,7 @@ def project_partition(name: str, partition: int) -> int:
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
     flagged = True  # the flag this task came under, or one set since
+    countdown = 0.0
     try:
         while time.monotonic() < deadline:
             result = run_batch(
@@ -166,6 +169,9 @@ def project_partition(name: str, partition: int) -> int:
             applied += result.applied
             if result.outcome is Outcome.APPLIED:
                 continue
+            if result.outcome is Outcome.WAITING:  # for another partition: look again soon
+                countdown = WAITING_SECONDS
+                break
             if flagged:  # commits from now on send a task: one more look
                 _redis().delete(pending)
                 flagged = False
@@ -180,7 +186,7 @@ def project_partition(name: str, partition: int) -> int:
         raise
     _release_for_good(projection, partition)
     _redis().set(pending, 1, ex=PENDING_SECONDS)
-    project_partition.apply_async((name, partition), retry=False)
+    project_partition.apply_async((name, partition), retry=False, countdown=countdown)
     return applied
 
 

@@ -10,7 +10,7 @@ import gc
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -45,6 +45,8 @@ class Outcome(enum.Enum):
     HALTED = "halted"
     BACKING_OFF = "backing_off"
     FAILED = "failed"
+    # The next event needs another partition to go on first (``Projection.hold``).
+    WAITING = "waiting"
 
 
 @dataclasses.dataclass
@@ -56,6 +58,8 @@ class BatchResult:
     # as ``known`` (see ``run_batch``). Only an applied batch's: it was read
     # under the partition's lock a moment ago.
     checkpoint: Checkpoint | None = None
+    # Whether the log may hold more for the partition right after this batch.
+    more: bool = False
 
 
 class _HandlerFailed(Exception):
@@ -149,18 +153,23 @@ def run_batch(
     if peek.next_attempt_at and peek.next_attempt_at > timezone.now():
         return BatchResult(Outcome.BACKING_OFF, position=start)
     size = batch_size or settings.PROJECTION_BATCH_SIZE
-    batch = (
-        list(events)
-        if events is not None
-        else (reads or SharedReads()).read(start, size, peek.skip_snapshot)
-    )
-    if not batch:
-        return BatchResult(Outcome.IDLE, position=start)
-    if events is not None and not next_in_log(batch, start, peek.skip_snapshot):
-        return BatchResult(Outcome.BUSY, position=start)
     instance = projection or projection_class(partition, projection_class.partition_count())
+    where = instance.log_slice()
+    if events is not None:
+        # Handed in: the slice's part of them applies, the rest is passed.
+        batch = [e for e in events if where is None or where.holds(e.payload)]
+        through, more = events[-1].log_position, False
+    else:
+        batch, through, more = (reads or SharedReads()).read(start, size, peek.skip_snapshot, where)
+    if events is not None and through <= start:
+        return BatchResult(Outcome.BUSY, position=start)  # applied or passed already
+    if through == start:
+        return BatchResult(Outcome.IDLE, position=start)
+    if events is not None and not next_in_log(batch, start, peek.skip_snapshot, where, through):
+        return BatchResult(Outcome.BUSY, position=start)
     kept, instance.kept_at = instance.kept_at, None  # unknown until this batch commits
     advanced: Checkpoint | None = None
+    waiting = False
     started = time.perf_counter()
     try:
         with transaction.atomic(using=READ_DB):
@@ -168,9 +177,21 @@ def run_batch(
             if checkpoint is not None and unchanged(checkpoint, peek):
                 if kept != kept_at(checkpoint):
                     instance.forget()
-                _apply_all(instance, batch)
-                advance(checkpoint, batch, owner)
-                advanced = checkpoint
+                ready = _hold(instance, batch)
+                if ready < len(batch):
+                    # The rest waits: the next batch says so (``WAITING``).
+                    batch, through = (
+                        batch[:ready],
+                        (batch[ready - 1].log_position if ready else start),
+                    )
+                    more = True
+                if through == start:
+                    waiting = True
+                else:
+                    if batch:  # else it only passes other slices' events
+                        _apply_all(instance, batch)
+                    advance(checkpoint, through, len(batch), owner)
+                    advanced = checkpoint
     except _HandlerFailed as failure:
         instance.forget()
         return _recover(projection_class, partition, batch, failure, owner=owner)
@@ -180,8 +201,10 @@ def run_batch(
     if advanced is not None:
         batch_applied(name, partition, len(batch), time.perf_counter() - started)
         instance.kept_at = kept_at(advanced)
-        return BatchResult(Outcome.APPLIED, len(batch), batch[-1].log_position, checkpoint=advanced)
+        return BatchResult(Outcome.APPLIED, len(batch), through, advanced, more)
     instance.kept_at = kept  # nothing was applied
+    if waiting:
+        return BatchResult(Outcome.WAITING, position=start)
     if checkpoint is None or known is None:
         return BatchResult(Outcome.BUSY, position=start)
     # Our guess was stale (someone else moved the partition): look again.
@@ -194,6 +217,19 @@ def run_batch(
         reads=reads,
         projection=projection,
     )
+
+
+def _hold(projection: Projection, events: Sequence[StoredEvent]) -> int:
+    """``Projection.hold``, its errors treated as a handler's (the first
+    event's, whose retry alone parks it)."""
+    if not events:
+        return 0
+    try:
+        return projection.hold(events)
+    except Exception as error:
+        if is_infrastructure_error(error):
+            raise
+        raise _HandlerFailed(0, error) from error
 
 
 def _recover(
@@ -226,8 +262,10 @@ def catch_up(
     known: dict[tuple[str, int], Checkpoint] | None = None,
     reads: SharedReads | None = None,
     projection: Projection | None = None,
+    on_waiting: Callable[[], None] | None = None,
 ) -> int:
-    """Run batches on one partition until it is idle, busy, halted or failing.
+    """Run batches on one partition until it is idle, busy, halted, failing
+    or waiting for another partition (then ``on_waiting`` is called).
 
     ``known`` keeps each partition's checkpoint between calls (a runner's
     passes), so a batch need not look it up first; ``projection`` is an
@@ -254,6 +292,8 @@ def catch_up(
             memory.pop(key, None)
         batches += 1
         applied += result.applied
-        if result.outcome is not Outcome.APPLIED or result.applied < size:
+        if result.outcome is not Outcome.APPLIED or not result.more:
+            if result.outcome is Outcome.WAITING and on_waiting is not None:
+                on_waiting()
             break  # caught up with the log as it was read: let other partitions go
     return applied

@@ -7,14 +7,13 @@ worker's lock goes with its connection.
 """
 
 import zlib
-from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
 from django.utils import timezone
 
 from eventstore.databases import READ_DB
-from eventstore.eventlog import LogPosition, StoredEvent
+from eventstore.eventlog import LogPosition
 from projections.engine.projection import Projection
 from projections.models import Checkpoint, ParkedEvent
 
@@ -95,17 +94,17 @@ def notify_checkpoints_changed() -> None:
             cursor.execute("SELECT pg_notify(%s, '')", [CHECKPOINTS_CHANNEL])
 
 
-def advance(checkpoint: Checkpoint, events: Sequence[StoredEvent], owner: str) -> None:
-    """Move the checkpoint past ``events`` and tell the waiting readers, in one
-    statement on PostgreSQL (the NOTIFY is sent when the transaction commits)."""
-    last = events[-1]
+def advance(checkpoint: Checkpoint, through: LogPosition, applied: int, owner: str) -> None:
+    """Move the checkpoint to ``through``, having applied ``applied`` events
+    up to it, and tell the waiting readers, in one statement on PostgreSQL
+    (the NOTIFY is sent when the transaction commits)."""
     now = timezone.now()
     if checkpoint.last_error:
         # A retried parked event is among these: the batch applied it.
-        mark_retried_resolved(checkpoint.projector, checkpoint.partition, last.log_position)
-    checkpoint.transaction_id = last.transaction_id
-    checkpoint.position = last.position
-    checkpoint.events_applied += len(events)
+        mark_retried_resolved(checkpoint.projector, checkpoint.partition, through)
+    checkpoint.transaction_id = through.transaction_id
+    checkpoint.position = through.position
+    checkpoint.events_applied += applied
     checkpoint.owner = owner
     checkpoint.heartbeat_at = now
     checkpoint.failures = 0

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 
-from eventstore.eventlog import StoredEvent
+from eventstore.eventlog import KeyedSlice, StoredEvent
 
 
 class Projection:
@@ -52,6 +52,22 @@ class Projection:
     @classmethod
     def partition_count(cls) -> int:
         return settings.PROJECTION_PARTITIONS if cls.partitioned else 1
+
+    def log_slice(self) -> KeyedSlice | None:
+        """The part of the log this partition applies; None for all of it.
+
+        A partition reads only its slice, and moves its checkpoint past the
+        other slices' events as it passes them.
+        """
+        return None
+
+    def hold(self, events: Sequence[StoredEvent]) -> int:
+        """Take, in the batch's transaction, what the batch needs of other
+        partitions' rows (locks included), before ``prepare``; return how
+        many of ``events``, from the first, can be applied now. The engine
+        applies those and leaves the rest for a later batch; none is
+        ``Outcome.WAITING``."""
+        return len(events)
 
     def prepare(self, events: Sequence[StoredEvent]) -> None:
         """Load, in a few queries, the rows that ``events`` will touch."""

@@ -2,22 +2,45 @@
 writes back, and how a change to a product reaches the rows that list it
 (the fan-out). The handlers are ``projections.projectors.products``.
 
-Every partition reads every event: it keeps its own facts about every
-product and seller (name, price, rating sums, reputation), applies the events
-of the products it owns to their rows, and fans changes to a product or
-seller out to the rows it owns that show them.
+A partition reads only its slice of the log: its own products' events and
+every seller's (``log_slice``). It keeps the facts of its own products (name,
+price, rating sums: what a related entry shows) and of every seller, and
+applies its products' events to their rows. Other partitions' rows meet it
+in two places, both under row locks that order them:
+
+- A product's shown entry changes (name, price, rating to the cent): its
+  owner rewrites that entry on every row that lists the product, whichever
+  partition owns the row, in the same transaction as its facts and
+  checkpoint (``_flush_fan_out``).
+- A row's related list is set (``RecommendationsChanged``): its partition
+  reads the listed products' facts from their owners' rows (``hold``).
+
+Every batch locks the facts it will read or write in one statement, in
+product order, before anything else (``hold``), and the rows it will write in
+another, in product order, before writing them (``_lock_rows``). So an owner
+changing an entry and a partition listing the product take the entry's lock
+one after the other: the later one sees the earlier one's commit (the new
+facts, or the new link to rewrite), and no two batches wait for each other in
+a circle. A row's related list and version written by another partition's
+fan-out are read again under the row's lock before the row is written back.
+
+A list can only name products that exist, but their owner may not have
+applied their creation yet: the batch stops before such an event and waits
+for the owner (``Outcome.WAITING``). When the owner has passed the event and
+the product is still unknown, the handler fails as any other handler would.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from eventstore.eventlog import START, LogPosition, StoredEvent, stream_events
+from eventstore.eventlog import START, KeyedSlice, LogPosition, StoredEvent, stream_events
 from eventstore.upcasting import upcast
 from projections.engine import Projection
 from projections.models import (
+    Checkpoint,
     ProductFacts,
     ProductReadModel,
     RelatedLink,
@@ -74,6 +97,9 @@ class ProductStore(Projection):
         # while thousands of rows kept would slow every full pass of Python's
         # garbage collector, between batches, by hundreds of milliseconds.
         self.keep_rows = False
+        # Other partitions' products that this batch's lists show, as their
+        # owners' facts say (read under lock by ``hold``).
+        self.foreign: dict[int, ProductFacts] = {}
         self._start_batch()
 
     def forget(self) -> None:
@@ -106,6 +132,80 @@ class ProductStore(Projection):
     def owns(self, product_id: int) -> bool:
         return partition_of(product_id, self.partitions) == self.partition
 
+    @property
+    def shares_rows(self) -> bool:
+        """Whether other partitions write rows and read facts beside this one."""
+        return self.partitions > 1
+
+    def log_slice(self) -> KeyedSlice | None:
+        if not self.shares_rows:
+            return None
+        return KeyedSlice("product_id", self.partitions, self.partition)
+
+    def apply(self, event: StoredEvent) -> None:
+        product_id = event.payload.get("product_id")
+        if product_id is None or self.owns(product_id):
+            super().apply(event)
+
+    # Other partitions ------------------------------------------------------
+
+    def hold(self, events: Sequence[StoredEvent]) -> int:
+        """Lock, in product order, the facts of this batch's products and of
+        the other partitions' products its lists will show, and load the
+        latter; stop before a list that shows a product whose owner has not
+        yet applied its creation (see the module docstring)."""
+        self.foreign = {}
+        if not self.shares_rows:
+            return len(events)
+        owned: set[int] = set()
+        shown: dict[int, set[int]] = {}  # event index -> other partitions' products
+        for index, event in enumerate(events):
+            product_id = event.payload.get("product_id")
+            if product_id is None or not self.owns(product_id):
+                continue
+            owned.add(product_id)
+            if event.event_type == "RecommendationsChanged":
+                related = set(event.payload["related_ids"])
+                owned |= {pk for pk in related if self.owns(pk)}
+                others = {pk for pk in related if not self.owns(pk)}
+                if others:
+                    shown[index] = others
+        wanted = owned | set().union(*shown.values())
+        if not wanted:
+            return len(events)
+        # Where the owners stand, read before their facts: an owner that had
+        # passed an event then had the facts it made by then.
+        passed = self._owners_positions(shown) if shown else {}
+        for facts in (
+            ProductFacts.objects.filter(
+                projector=self.name,
+                partition=F("product_id") % self.partitions,
+                product_id__any=wanted,
+            )
+            .order_by("product_id")
+            .select_for_update()
+        ):
+            if self.owns(facts.product_id):
+                self.facts.setdefault(facts.product_id, facts)
+            else:
+                self.foreign[facts.product_id] = facts
+        for index, others in sorted(shown.items()):
+            position = events[index].log_position
+            for product_id in others - self.foreign.keys():
+                owner = partition_of(product_id, self.partitions)
+                if passed.get(owner, START) < position:
+                    return index  # its owner will make it: wait for it
+        return len(events)
+
+    def _owners_positions(self, shown: dict[int, set[int]]) -> dict[int, LogPosition]:
+        owners = {partition_of(pk, self.partitions) for pks in shown.values() for pk in pks}
+        return {
+            partition: LogPosition(int(txid), position)
+            for partition, txid, position in Checkpoint.objects.filter(
+                projector=self.name, partition__in=owners
+            ).values_list("partition", "transaction_id", "position")
+        }
+
     # Loading ---------------------------------------------------------------
 
     def prepare(self, events: Sequence[StoredEvent]) -> None:
@@ -124,7 +224,8 @@ class ProductStore(Projection):
         self._start_batch()
         if events:
             self.through = events[-1].log_position
-        self._load_facts(product_ids - self.facts.keys(), seller_ids - self.sellers.keys())
+        owned = {pk for pk in product_ids if self.owns(pk)}
+        self._load_facts(owned - self.facts.keys(), seller_ids - self.sellers.keys())
         self._load_rows(product_ids, fanned_sellers)
 
     def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
@@ -172,7 +273,7 @@ class ProductStore(Projection):
         row.avg_rating = entries.average(row.rating_sum, row.review_count)
 
     def _related_entry(self, product_id: int) -> dict[str, Any]:
-        facts = self.facts[product_id]
+        facts = self.facts.get(product_id) or self.foreign[product_id]
         return entries.related_entry(
             product_id=product_id,
             name=facts.name,
@@ -207,7 +308,8 @@ class ProductStore(Projection):
 
     def _flush_fan_out(self) -> None:
         """Show each fanned product's entry, as its last change left it, on
-        every owned row listing it, as of the last event that changed it.
+        every row listing it, in any partition, as of the last event that
+        changed it.
 
         Runs after ``_flush_links``, so the reverse index already says who lists
         what at the end of the batch. Deferring is exact: a row listing the
@@ -217,23 +319,21 @@ class ProductStore(Projection):
         it depends only on what ``_shown_as`` compares, which is as the last
         noted change left it (any later change to it would have been noted).
         """
+        sources: set[int] = set()
+        if self.fanned:
+            listing = RelatedLink.objects.filter(target_id__any=self.fanned)
+            sources = set(listing.values_list("source_id", flat=True))
+        if self.shares_rows:
+            self._lock_rows(sources)
+        elif sources - set(self.rows):
+            listing_rows = ProductReadModel.objects.filter(pk__any=sources - set(self.rows))
+            self._take_lists(listing_rows.values_list(*LISTING_FIELDS))
         if not self.fanned:
             return
         entries = {product_id: self._related_entry(product_id) for product_id in self.fanned}
-        listing = RelatedLink.objects.filter(self._owned_rows(), target_id__any=self.fanned)
-        sources = set(listing.values_list("source_id", flat=True))
-        missing = sources - set(self.rows)
-        if missing:
-            listing_rows = ProductReadModel.objects.filter(pk__any=missing)
-            for product_id, related, last_position in listing_rows.values_list(*LISTING_FIELDS):
-                self.rows[product_id] = partial_row(
-                    ProductReadModel,
-                    product_id=product_id,
-                    related_products=related,
-                    last_position=last_position,
-                )
-                self.listing_only.add(product_id)
         for source_id in sorted(sources):
+            if source_id not in self.rows:
+                continue  # gone meanwhile
             row = self.rows[source_id]
             shows = [item["id"] for item in row.related_products if item["id"] in self.fanned]
             if not shows:
@@ -243,6 +343,43 @@ class ProductStore(Projection):
                 for item in row.related_products
             ]
             self._touch(row, max((self.fanned[pk] for pk in shows), key=_position))
+
+    def _lock_rows(self, sources: set[int]) -> None:
+        """Lock, in product order, every row this batch will write (its own
+        changed rows and the rows listing its fanned products, in any
+        partition), and read again what another partition's fan-out may have
+        written to them since they were loaded: the related list (unless this
+        batch set it) and the version."""
+        wanted = self.dirty_rows | sources
+        if not wanted:
+            return
+        locked = (
+            ProductReadModel.objects.filter(pk__any=wanted)
+            .order_by("product_id")
+            .select_for_update()
+            .values_list(*LISTING_FIELDS)
+        )
+        self._take_lists(locked)
+
+    def _take_lists(self, listed: Any) -> None:
+        """Take the stored related lists and versions of rows, as
+        ``(product_id, related_products, last_position)``: a row loaded whole
+        takes them unless this batch set its list; any other is loaded as
+        just its list, to be rewritten by the fan-out."""
+        for product_id, related, last_position in listed:
+            row = self.rows.get(product_id)
+            if row is None:
+                self.rows[product_id] = partial_row(
+                    ProductReadModel,
+                    product_id=product_id,
+                    related_products=related,
+                    last_position=last_position,
+                )
+                self.listing_only.add(product_id)
+                continue
+            if product_id not in self.relinked:
+                row.related_products = related
+            row.last_position = max(row.last_position or 0, last_position)
 
     def _touch(self, row: ProductReadModel, event: StoredEvent) -> None:
         row.last_position = max(row.last_position or 0, event.position)

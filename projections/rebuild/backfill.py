@@ -143,10 +143,9 @@ REVIEW_COLUMNS = "review_id, product_id, created_at"
 _FACTS = "seller_id, name, price, is_active, rating_sum, review_count"
 PRODUCT_FACTS = f"""
 INSERT INTO {PRODUCT_FACTS_TABLE} (projector, partition, product_id, {_FACTS})
-SELECT scope.projector, scope.partition, product_id, {_FACTS}
-FROM unnest(%s::text[], %s::int[]) AS scope (projector, partition)
-CROSS JOIN {PRODUCT_TABLE}
-ORDER BY scope.projector, scope.partition, product_id
+SELECT %s, mod(product_id, %s)::int, product_id, {_FACTS}
+FROM {PRODUCT_TABLE}
+ORDER BY 2, product_id
 """  # noqa: S608 (constant SQL; values are parameters)
 SELLER_FACTS = f"""
 INSERT INTO {SELLER_FACTS_TABLE} (projector, partition, seller_id, name, reputation)
@@ -243,11 +242,9 @@ def fill_reviews(write: Any, shadow: Any, *, progress: Progress) -> int:
 
 def _derive_facts(shadow: Any) -> None:
     products = PROJECTIONS["products"]
-    scopes = [(products.name, partition) for partition in range(products.partition_count())]
-    scopes.append((PROJECTIONS["sellers"].name, 0))
-    shadow.execute(
-        PRODUCT_FACTS, [[name for name, _ in scopes], [partition for _, partition in scopes]]
-    )
+    # Each product's facts at the partition that owns it; the sellers' own at 0.
+    shadow.execute(PRODUCT_FACTS, [products.name, products.partition_count()])
+    shadow.execute(PRODUCT_FACTS, [PROJECTIONS["sellers"].name, 1])
     shadow.execute(SELLER_FACTS, [products.name, products.partition_count()])
     shadow.execute(RELATED_LINKS)
 

@@ -129,7 +129,7 @@ _FACT_COLUMNS = "product_id, seller_id, name, price, is_active, rating_sum, revi
 _COPY_PRODUCT_FACTS = f"""
     INSERT INTO projections_productfacts (projector, partition, {_FACT_COLUMNS})
     SELECT projector, %s, {_FACT_COLUMNS} FROM projections_productfacts
-    WHERE projector = %s AND partition = %s
+    WHERE projector = %s AND partition = %s AND mod(product_id, %s) = %s
 """  # noqa: S608 (constant SQL; values are parameters)
 
 
@@ -144,7 +144,11 @@ def _split_whole(name: str, partitions: int) -> None:
     whole = {"projector": name, "partition": WHOLE_PARTITION}
     with transaction.atomic(using=READ_DB), connections[READ_DB].cursor() as cursor:
         for partition in range(partitions):
-            cursor.execute(_COPY_PRODUCT_FACTS, [partition, name, WHOLE_PARTITION])
+            # Each partition keeps the facts of its own products only.
+            cursor.execute(
+                _COPY_PRODUCT_FACTS,
+                [partition, name, WHOLE_PARTITION, partitions, partition],
+            )
             cursor.execute(_COPY_SELLER_FACTS, [partition, name, WHOLE_PARTITION])
         ProductFacts.objects.filter(**whole).delete()
         SellerFacts.objects.filter(**whole).delete()

@@ -165,12 +165,14 @@ def _write_facts(
     products: dict[int, dict[str, Any]],
     sellers: dict[int, dict[str, Any]],
 ) -> None:
-    scopes = [("products", p) for p in range(PROJECTIONS["products"].partition_count())]
-    scopes.append(("sellers", 0))
+    partitions = PROJECTIONS["products"].partition_count()
+    scopes = [("products", p) for p in range(partitions)]
+    # Each product's facts at the partition that owns it, and the sellers' own.
     product_facts = [
         ProductFacts(projector=name, partition=partition, product_id=pk, **fields)
-        for name, partition in scopes
+        for name, modulus in (("products", partitions), ("sellers", 1))
         for pk, fields in facts.items()
+        for partition in [pk % modulus]
     ]
     for start in range(0, len(product_facts), 20000):
         upsert(
@@ -187,7 +189,7 @@ def _write_facts(
             name=row["name"],
             reputation=row["reputation"],
         )
-        for _, partition in scopes[:-1]
+        for _, partition in scopes
         for pk, row in sellers.items()
     ]
     upsert(
