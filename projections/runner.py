@@ -44,6 +44,9 @@ SWEEP_SECONDS = 1.0
 MIN_POLL_SECONDS = 0.02
 FIRST_OUTAGE_WAIT_SECONDS = 0.5
 MAX_OUTAGE_WAIT_SECONDS = 5.0
+# ``run_until_caught_up`` gives up after this many passes (an owner halted
+# behind a parked event keeps a partition that waits for it waiting).
+MAX_WAITING_PASSES = 1000
 
 
 def _close_connections() -> None:
@@ -107,6 +110,17 @@ class ProjectorLoop:
         self._waiting = False
         futures = [self._pool.submit(self._catch_up, *item, reads) for item in work]
         return sum(future.result() for future in futures)
+
+    def run_until_caught_up(self) -> int:
+        """Passes until none has a partition waiting for another one to go on
+        (``run_projectors --once``): one pass can leave a list that shows a
+        product whose partition came later in it."""
+        applied = self.run_once()
+        passes = 1
+        while self._waiting and passes < MAX_WAITING_PASSES:
+            applied += self.run_once()
+            passes += 1
+        return applied
 
     def _note_waiting(self) -> None:
         self._waiting = True

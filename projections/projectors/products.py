@@ -222,5 +222,9 @@ class WholeProductProjection(ProductProjection):
     def owns(self, product_id: int) -> bool:
         return True
 
+    @property
+    def shares_rows(self) -> bool:
+        return False  # it is every partition: no other writes beside it
+
     def _owned_rows(self) -> Q:
         return Q()

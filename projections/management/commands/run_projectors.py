@@ -45,7 +45,7 @@ class Command(BaseCommand):
             raise CommandError("--threads must be from 1 to 64.")
         loop = ProjectorLoop(projections, batch_size=options["batch_size"], threads=threads)
         if options["once"]:
-            applied = loop.run_once()
+            applied = loop.run_until_caught_up()
             self.stdout.write(f"Applied {applied} events.")
             return
         loop.install_signal_handlers()

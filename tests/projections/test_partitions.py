@@ -1,0 +1,150 @@
+"""Partitions divide the work: a product partition reads and applies only its
+own products' events (and every seller's), keeps facts of its own products
+only, and reaches other partitions' rows through the fan-out and the lists."""
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from catalog import services as catalog
+from catalog.models import Product
+from eventstore import eventlog
+from eventstore.eventlog import KeyedSlice
+from eventstore.models import Event
+from projections.engine import Outcome, catch_up, ensure_checkpoints, run_batch
+from projections.models import Checkpoint, ProductFacts, ProductReadModel
+from projections.projectors.products import ProductProjection, partition_of
+from projections.registry import PROJECTIONS, project_all
+from tests.projections.history import assert_exact, make_users, random_command, seed_catalog
+
+both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+
+def _products_on_two_partitions(count: int) -> tuple[Product, Product]:
+    """A product, and a product of another partition."""
+    products = list(Product.objects.order_by("pk"))
+    first = products[0]
+    other = next(p for p in products if partition_of(p.pk, count) != partition_of(first.pk, count))
+    return first, other
+
+
+@both_databases
+def test_each_partition_applies_only_its_slice_and_keeps_only_its_facts(settings):
+    settings.PROJECTION_PARTITIONS = 4
+    rng = random.Random(3)
+    users = make_users()
+    seed_catalog(rng)
+    for _ in range(120):
+        random_command(rng, users)
+    project_all()
+    assert_exact()
+
+    events = eventlog.read_events(eventlog.START, 100_000)
+    for partition in range(4):
+        mine = KeyedSlice("product_id", 4, partition)
+        checkpoint = Checkpoint.objects.get(projector="products", partition=partition)
+        assert checkpoint.events_applied == sum(mine.holds(e.payload) for e in events)
+        assert checkpoint.position == events[-1].position  # it passed every other event
+        facts = ProductFacts.objects.filter(projector="products", partition=partition)
+        assert {pk % 4 for pk in facts.values_list("product_id", flat=True)} <= {partition}
+    # Together the product partitions apply each product event once, and
+    # each seller event once each.
+    applied = sum(
+        Checkpoint.objects.filter(projector="products").values_list("events_applied", flat=True)
+    )
+    sellers = sum(e.stream_type == "seller" for e in events)
+    assert applied == len(events) - sellers + 4 * sellers
+
+
+@both_databases
+def test_a_list_waits_for_the_owner_of_a_product_it_shows(settings):
+    settings.PROJECTION_PARTITIONS = 2
+    seller = catalog.seller_register(name="S", reputation="1.00")
+    first = catalog.product_create(seller_id=seller.pk, name="First", price="1.00")
+    second = catalog.product_create(seller_id=seller.pk, name="Second", price="2.00")
+    catalog.product_set_recommendations(product_id=first.pk, related_ids=[second.pk])
+    products = PROJECTIONS["products"]
+    ensure_checkpoints(products)
+    lister, owner = partition_of(first.pk, 2), partition_of(second.pk, 2)
+    assert lister != owner
+
+    # The list's partition applies the creation, then waits before the list.
+    assert run_batch(products, lister).outcome is Outcome.APPLIED
+    assert run_batch(products, lister).outcome is Outcome.WAITING
+    assert ProductReadModel.objects.get(pk=first.pk).related_products == []
+    catch_up(products, owner)
+    catch_up(products, lister)
+    catch_up(PROJECTIONS["sellers"], 0)
+    shown = ProductReadModel.objects.get(pk=first.pk).related_products
+    assert [(entry["id"], entry["name"]) for entry in shown] == [(second.pk, "Second")]
+    assert_exact()
+
+
+@both_databases
+def test_an_owner_changes_the_entry_on_rows_of_other_partitions(settings):
+    settings.PROJECTION_PARTITIONS = 2
+    rng = random.Random(8)
+    seed_catalog(rng, products=6)
+    first, other = _products_on_two_partitions(2)
+    catalog.product_set_recommendations(product_id=first.pk, related_ids=[other.pk])
+    project_all()
+    catalog.product_change_price(product_id=other.pk, price=Decimal("7.77"))
+    products = PROJECTIONS["products"]
+    # Only the other product's partition runs: it rewrites the first's list.
+    catch_up(products, partition_of(other.pk, 2))
+    entry = ProductReadModel.objects.get(pk=first.pk).related_products[0]
+    assert (entry["id"], entry["price"]) == (other.pk, "7.77")
+    project_all()
+    assert_exact()
+
+
+@both_databases
+def test_a_kept_row_takes_the_list_another_partition_wrote_before_writing_back(settings):
+    """A partition that keeps its rows between batches must not write back a
+    list another partition's fan-out changed meanwhile (a lost update)."""
+    settings.PROJECTION_PARTITIONS = 2
+    rng = random.Random(9)
+    seed_catalog(rng, products=6)
+    first, other = _products_on_two_partitions(2)
+    catalog.product_set_recommendations(product_id=first.pk, related_ids=[other.pk])
+    project_all()
+    products = PROJECTIONS["products"]
+    lister = ProductProjection(partition_of(first.pk, 2), 2)
+    lister.keep_rows = True
+    catalog.product_change_stock(product_id=first.pk, quantity=11)
+    assert run_batch(products, lister.partition, projection=lister).applied == 1
+    assert first.pk in lister.rows  # kept, list and all
+
+    catalog.product_change_price(product_id=other.pk, price=Decimal("8.88"))
+    catch_up(products, partition_of(other.pk, 2))  # the owner rewrites the list
+    catalog.product_change_stock(product_id=first.pk, quantity=12)
+    assert run_batch(products, lister.partition, projection=lister).applied == 1
+
+    row = ProductReadModel.objects.get(pk=first.pk)
+    assert row.stock_quantity == 12
+    assert row.related_products[0]["price"] == "8.88"
+    project_all()
+    assert_exact()
+
+
+@both_databases
+def test_a_retried_event_of_a_slice_is_checked_against_the_slice(settings):
+    """A single event handed in again applies only when it is the slice's next
+    event, however many events of other slices lie between."""
+    settings.PROJECTION_PARTITIONS = 4
+    rng = random.Random(4)
+    seed_catalog(rng, products=8)
+    ensure_checkpoints(PROJECTIONS["products"])
+    product = Product.objects.order_by("pk").first()
+    partition = partition_of(product.pk, 4)
+    events = eventlog.read_events(eventlog.START, 1000)
+    own = [e for e in events if e.payload.get("product_id") == product.pk]
+    sellers = [e for e in events if e.stream_type == "seller"]
+    assert Event.objects.count() > len(own) + len(sellers) + 1
+    products = PROJECTIONS["products"]
+    # Not the next one: the sellers' events come first.
+    assert run_batch(products, partition, events=own).outcome is Outcome.BUSY
+    assert run_batch(products, partition, events=sellers).outcome is Outcome.APPLIED
+    assert run_batch(products, partition, events=own[:1]).outcome is Outcome.APPLIED
+    assert run_batch(products, partition, events=own[:1]).outcome is Outcome.BUSY  # again
