@@ -37,6 +37,7 @@ from projections.engine import (
     is_infrastructure_error,
 )
 from projections.models import Checkpoint
+from projections.ownership import Claims
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class ProjectorLoop:
         self._kept: dict[tuple[str, int], Projection] = {}
         # Whether a partition of the last pass waits for another one to go on.
         self._waiting = False
+        # The partitions this process works on, when it runs for good beside
+        # others (``projections.ownership``); None: every partition.
+        self._claims: Claims | None = None
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -104,6 +108,9 @@ class ProjectorLoop:
             for projection in self.projections
             for partition in range(projection.partition_count())
         ]
+        if self._claims is not None:
+            owned = set(self._claims.owned())
+            work = [(p, partition) for p, partition in work if (p.name, partition) in owned]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
         reads = SharedReads()
@@ -160,6 +167,14 @@ class ProjectorLoop:
         try:
             while not self.stopping.is_set():
                 try:
+                    if self._claims is None and Claims.wanted():
+                        self._claims = Claims(
+                            [
+                                (projection.name, partition)
+                                for projection in self.projections
+                                for partition in range(projection.partition_count())
+                            ]
+                        )
                     if self._listener is None:
                         self._listen()
                     applied = self.run_once()
@@ -179,6 +194,7 @@ class ProjectorLoop:
                         outage_wait,
                     )
                     self._unlisten()
+                    self._unclaim()
                     _close_connections()
                     self.stopping.wait(outage_wait)
                     outage_wait = min(outage_wait * 2, MAX_OUTAGE_WAIT_SECONDS)
@@ -193,6 +209,7 @@ class ProjectorLoop:
                 idle_wait = min(idle_wait * 2, SWEEP_SECONDS) if not applied else MIN_POLL_SECONDS
         finally:
             self._unlisten()
+            self._unclaim()
             if self._pool is not None:
                 self._pool.shutdown()
 
@@ -217,6 +234,12 @@ class ProjectorLoop:
                 return
             for _ in self._listener.notifies(timeout=min(remaining, 0.25), stop_after=1):
                 return
+
+    def _unclaim(self) -> None:
+        if self._claims is not None:
+            with contextlib.suppress(Exception):
+                self._claims.close()
+            self._claims = None
 
     def _unlisten(self) -> None:
         if self._listener is not None:

@@ -32,24 +32,33 @@ both_databases = pytest.mark.django_db(transaction=True, databases=["default", "
 def project_in_random_batches(rng: random.Random, kept: dict | None = None) -> None:
     """Every partition to the end of the log in batches of random size. With
     ``kept``, most batches go through an instance kept from batch to batch
-    (as a runner's), the others through a fresh one (as another worker's)."""
-    for projection in PROJECTIONS.values():
-        engine.ensure_checkpoints(projection)
-        for partition in range(projection.partition_count()):
-            while True:
-                instance = None
-                if kept is not None and rng.random() < 0.7:
-                    key = (projection.name, partition)
-                    if key not in kept:
-                        kept[key] = projection(partition, projection.partition_count())
-                        if isinstance(kept[key], ProductProjection):
-                            kept[key].keep_rows = True  # as a replay's
-                    instance = kept[key]
-                size = rng.randint(1, 40)
-                if not run_batch(
-                    projection, partition, batch_size=size, projection=instance
-                ).applied:
-                    break
+    (as a runner's), the others through a fresh one (as another worker's).
+    A partition that waits for another one is taken up again after the others."""
+    waiting = True
+    while waiting:
+        waiting = False
+        for projection in PROJECTIONS.values():
+            engine.ensure_checkpoints(projection)
+            for partition in range(projection.partition_count()):
+                waiting |= _random_batches(rng, kept, projection, partition)
+
+
+def _random_batches(rng: random.Random, kept: dict | None, projection, partition: int) -> bool:
+    """Batches until the partition is idle (False) or waits (True)."""
+    while True:
+        instance = None
+        if kept is not None and rng.random() < 0.7:
+            key = (projection.name, partition)
+            if key not in kept:
+                kept[key] = projection(partition, projection.partition_count())
+                if isinstance(kept[key], ProductProjection):
+                    kept[key].keep_rows = True  # as a replay's
+            instance = kept[key]
+        size = rng.randint(1, 40)
+        outcome = run_batch(projection, partition, batch_size=size, projection=instance).outcome
+        if outcome is not Outcome.APPLIED:
+            assert outcome in (Outcome.IDLE, Outcome.WAITING), outcome
+            return outcome is Outcome.WAITING
 
 
 @both_databases

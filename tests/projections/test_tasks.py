@@ -15,7 +15,7 @@ from eventstore import eventlog
 from projections import tasks
 from projections.engine import Outcome, retry_parked, run_batch
 from projections.models import Checkpoint, ParkedEvent, ProductReadModel
-from projections.projectors.products import ProductProjection
+from projections.projectors.products import ProductProjection, partition_of
 from projections.registry import project_all
 from tests.projections.history import seed_catalog
 
@@ -56,9 +56,11 @@ def start_holder(results: dict) -> threading.Thread:
 
 
 def a_product() -> Product:
+    """A product of products partition 0 (the only one whose events it applies)."""
     seed_catalog(random.Random(5), products=6)
     project_all()
-    return Product.objects.order_by("pk")[0]
+    count = ProductProjection.partition_count()
+    return next(p for p in Product.objects.order_by("pk") if partition_of(p.pk, count) == 0)
 
 
 def test_a_task_that_finds_the_partition_locked_leaves_its_event_to_the_holder(broker, monkeypatch):
