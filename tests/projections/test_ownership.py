@@ -28,7 +28,8 @@ def test_workers_share_the_partitions_and_take_over_a_dead_ones():
 
         held = rebalanced(first, second)
         assert sorted(len(h) for h in held) == [4, 5]
-        assert held[0] | held[1] == set(PARTITIONS) and not held[0] & held[1]
+        assert held[0] | held[1] == set(PARTITIONS)
+        assert not held[0] & held[1]
 
         held = rebalanced(first, second, third)
         assert all(len(h) == 3 for h in held)

@@ -136,7 +136,7 @@ def test_a_retried_event_of_a_slice_is_checked_against_the_slice(settings):
     rng = random.Random(4)
     seed_catalog(rng, products=8)
     ensure_checkpoints(PROJECTIONS["products"])
-    product = Product.objects.order_by("pk").first()
+    product = Product.objects.order_by("pk")[0]
     partition = partition_of(product.pk, 4)
     events = eventlog.read_events(eventlog.START, 1000)
     own = [e for e in events if e.payload.get("product_id") == product.pk]
