@@ -31,7 +31,7 @@ def project_all(
     total = 0
     waiting: list[bool] = []
     while True:
-        before = _positions(chosen)
+        before = checkpoint_positions(chosen)
         waiting.clear()
         applied = 0
         for projection_class in chosen:
@@ -45,11 +45,14 @@ def project_all(
                     on_waiting=lambda: waiting.append(True),
                 )
         total += applied
-        if not waiting or _positions(chosen) == before:
+        if not waiting or checkpoint_positions(chosen) == before:
             return total
 
 
-def _positions(projections: Iterable[type[Projection]]) -> dict[tuple[str, int], tuple[int, int]]:
+def checkpoint_positions(
+    projections: Iterable[type[Projection]],
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Where every partition of ``projections`` stands."""
     return {
         (projector, partition): (txid, position)
         for projector, partition, txid, position in Checkpoint.objects.filter(

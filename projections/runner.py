@@ -38,6 +38,7 @@ from projections.engine import (
 )
 from projections.models import Checkpoint
 from projections.ownership import Claims
+from projections.registry import checkpoint_positions
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ SWEEP_SECONDS = 1.0
 MIN_POLL_SECONDS = 0.02
 FIRST_OUTAGE_WAIT_SECONDS = 0.5
 MAX_OUTAGE_WAIT_SECONDS = 5.0
-# ``run_until_caught_up`` gives up after this many passes (an owner halted
-# behind a parked event keeps a partition that waits for it waiting).
-MAX_WAITING_PASSES = 1000
+# A partition's turn in a pass: batches for about this long, then the next one.
+TURN_SECONDS = 0.5
 
 
 def _close_connections() -> None:
@@ -86,7 +86,8 @@ class ProjectorLoop:
         # projection instance that keeps its rows between batches (engine.catch_up).
         self._known: dict[tuple[str, int], Checkpoint] = {}
         self._kept: dict[tuple[str, int], Projection] = {}
-        # Whether a partition of the last pass waits for another one to go on.
+        # Whether a partition of the last pass waits for another one to go on,
+        # or had more to do when its turn ended.
         self._waiting = False
         # The partitions this process works on, when it runs for good beside
         # others (``projections.ownership``); None: every partition.
@@ -119,15 +120,16 @@ class ProjectorLoop:
         return sum(future.result() for future in futures)
 
     def run_until_caught_up(self) -> int:
-        """Passes until none has a partition waiting for another one to go on
-        (``run_projectors --once``): one pass can leave a list that shows a
-        product whose partition came later in it."""
-        applied = self.run_once()
-        passes = 1
-        while self._waiting and passes < MAX_WAITING_PASSES:
+        """Passes until none has a partition with more to do (``run_projectors
+        --once``): a turn may end before its partition's work, and one pass can
+        leave a list that shows a product whose partition came later in it."""
+        applied = 0
+        while True:
+            before = checkpoint_positions(self.projections)
             applied += self.run_once()
-            passes += 1
-        return applied
+            # Nothing moved: done, or waiting for an owner halted behind a parked event.
+            if not self._waiting or checkpoint_positions(self.projections) == before:
+                return applied
 
     def _note_waiting(self) -> None:
         self._waiting = True
@@ -145,6 +147,9 @@ class ProjectorLoop:
                 reads=reads,
                 projection=self._kept_instance(projection, partition),
                 on_waiting=self._note_waiting,
+                # Short turns: a pass ends soon, so the claims are rebalanced
+                # and a long catch-up does not keep other partitions waiting.
+                until=time.monotonic() + TURN_SECONDS,
             )
         except Exception as error:
             if is_infrastructure_error(error):

@@ -263,9 +263,12 @@ def catch_up(
     reads: SharedReads | None = None,
     projection: Projection | None = None,
     on_waiting: Callable[[], None] | None = None,
+    until: float | None = None,
 ) -> int:
     """Run batches on one partition until it is idle, busy, halted, failing
-    or waiting for another partition (then ``on_waiting`` is called).
+    or waiting for another partition, or ``until`` (a ``time.monotonic()``
+    deadline) has passed; in the last two cases ``on_waiting`` is called: the
+    partition has more to do soon.
 
     ``known`` keeps each partition's checkpoint between calls (a runner's
     passes), so a batch need not look it up first; ``projection`` is an
@@ -296,4 +299,8 @@ def catch_up(
             if result.outcome is Outcome.WAITING and on_waiting is not None:
                 on_waiting()
             break  # caught up with the log as it was read: let other partitions go
+        if until is not None and time.monotonic() >= until:
+            if on_waiting is not None:
+                on_waiting()  # its turn is over, not its work: come back to it soon
+            break
     return applied
