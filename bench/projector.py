@@ -306,8 +306,14 @@ class LatencyProbe:
 
 
 def measure_latency(
-    runner: str, seeded: dict[str, Any], size: dict[str, int], partitions: int
+    runner: str,
+    seeded: dict[str, Any],
+    size: dict[str, int],
+    partitions: int,
+    processes_count: int = 1,
 ) -> dict[str, Any]:
+    """``processes_count`` run_projectors processes of one thread each (one:
+    a thread per partition); Celery is one worker of 5 threads either way."""
     from django.conf import settings
 
     from projections.rebuild import analyze_read_side
@@ -320,7 +326,11 @@ def measure_latency(
     # running system (see ``analyze_read_side``).
     analyze_read_side()
     env = {"PROJECTION_PARTITIONS": str(partitions)}
-    if runner == "run_projectors":
+    if runner == "run_projectors" and processes_count > 1:
+        processes = [
+            setup.manage("run_projectors", "--threads", "1", **env) for _ in range(processes_count)
+        ]
+    elif runner == "run_projectors":
         processes = [setup.manage("run_projectors", **env)]
     else:
         processes = [
@@ -345,6 +355,7 @@ def measure_latency(
         settings.CELERY_BROKER_URL = ""
     result["runner"] = runner
     result["partitions"] = partitions
+    result["processes"] = processes_count
     return result
 
 
@@ -364,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     replay_4 = measure_replay(4)
     naive = measure_naive(NAIVE_SAMPLE)
     latency = [
+        measure_latency("run_projectors", seeded, size, 4, processes_count=4),
         measure_latency("run_projectors", seeded, size, 4),
         measure_latency("celery", seeded, size, 4),
         measure_latency("run_projectors", seeded, size, 1),
@@ -373,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("\nProjector throughput (one process, PostgreSQL)")
     print(f"{'projector':<44} {'events':>8} {'seconds':>8} {'events/s':>10}")
     for label, row in (
-        ("engine, 4 partitions (each reads every event)", replay_4),
+        ("engine, 4 partitions in one process", replay_4),
         ("engine, 1 partition", replay_1),
         ("naive: recompute AVG per review event", naive),
     ):
@@ -390,12 +402,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print(f"\nCommit-to-visible at {size['rate']} commands/s for {size['seconds']} s")
     print(
-        f"{'runner':<16} {'P':>2} {'commands':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'runner':<16} {'P':>2} {'procs':>5} {'commands':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'max ms':>8} {'errors':>6}"
     )
     for row in latency:
         print(
-            f"{row['runner']:<16} {row['partitions']:>2} {row['commands']:>8} "
+            f"{row['runner']:<16} {row['partitions']:>2} {row['processes']:>5} "
+            f"{row['commands']:>8} "
             f"{row['p50_ms']:>8.1f} "
             f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['errors']:>6}"
         )

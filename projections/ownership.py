@@ -9,9 +9,11 @@ So each process claims its share and tries only those:
 - a process announces itself by a session advisory lock on one of
   ``MAX_WORKERS`` presence slots, held on a connection of its own to the read
   database for as long as it runs; the workers are the slots held;
-- every ``REBALANCE_SECONDS`` it counts them (W) and takes its share of the
-  P partitions, ceil(P / W): it lets go of the claims beyond its share and
-  claims free partitions (session advisory locks again) up to it;
+- every ``REBALANCE_SECONDS`` it lists them (W), ranks itself among them by
+  slot, and takes its share of the partitions, every W-th one from its rank
+  on (about P / W, each projector's spread over the processes): it lets go
+  of the claims outside its share and claims the rest of it (session
+  advisory locks again) as their last holders let go;
 - a process that dies loses its connection, and with it its presence and its
   claims: the others count one worker fewer and claim what it held at their
   next rebalance. A new process claims what the others let go of at theirs.
@@ -24,7 +26,6 @@ On SQLite there is one process: it works on every partition.
 """
 
 import logging
-import math
 import time
 import zlib
 from collections.abc import Sequence
@@ -43,10 +44,12 @@ PRESENCE_KEY = zlib.crc32(b"storefront-projector-presence") - 2**31
 
 Partition = tuple[str, int]
 
+# The presence slots held now: one per live process.
 _WORKERS_SQL = """
-    SELECT count(*) FROM pg_locks
-    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %s
+    SELECT objid::text::int FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = %s::oid
       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY 1
 """
 
 
@@ -76,26 +79,33 @@ class Claims:
         return [partition for partition in self.partitions if partition in self.held]
 
     def rebalance(self) -> None:
+        """Claim this process's share: with the live processes ranked by
+        their presence slot, the partitions ``i`` with ``i % W == rank``
+        (so each projector's partitions spread over the processes, and the
+        one-partition sellers' projector goes to one of them). Claims beyond
+        it are let go first; a share still held by another process is
+        claimed at a later rebalance, once that one has let go of it."""
         self._next_rebalance = time.monotonic() + REBALANCE_SECONDS
         if self._connection is None:
             self._connect()
-        self.workers = max(1, self._count_workers())
-        share = math.ceil(len(self.partitions) / self.workers)
-        for partition in sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]:
+        if self._slot is None:
+            return
+        slots = self._live_slots()
+        self.workers = max(1, len(slots))
+        rank = slots.index(self._slot) if self._slot in slots else 0
+        share = {
+            partition
+            for index, partition in enumerate(self.partitions)
+            if index % self.workers == rank
+        }
+        for partition in sorted(self.held - share):
             self._execute(
                 "SELECT pg_advisory_unlock(%s, %s)", [claim_key(partition[0]), partition[1]]
             )
             self.held.discard(partition)
-        # Start from a place of our own, so workers do not all race for the same ones.
-        offset = (self._slot or 0) % max(1, len(self.partitions))
-        for partition in self.partitions[offset:] + self.partitions[:offset]:
-            if len(self.held) >= share:
-                break
-            if partition in self.held:
-                continue
-            if self._execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", [claim_key(partition[0]), partition[1]]
-            ):
+        for partition in [p for p in self.partitions if p in share - self.held]:
+            key = claim_key(partition[0])
+            if self._execute("SELECT pg_try_advisory_lock(%s, %s)", [key, partition[1]]):
                 self.held.add(partition)
 
     def close(self) -> None:
@@ -119,8 +129,9 @@ class Claims:
                 return
         logger.warning("More than %s projector processes: this one claims nothing.", MAX_WORKERS)
 
-    def _count_workers(self) -> int:
-        return int(self._execute(_WORKERS_SQL, [PRESENCE_KEY]))
+    def _live_slots(self) -> list[int]:
+        rows = self._connection.execute(_WORKERS_SQL, [PRESENCE_KEY]).fetchall()
+        return [int(row[0]) for row in rows]
 
     def _execute(self, sql: str, params: list[Any]) -> Any:
         row = self._connection.execute(sql, params).fetchone()
