@@ -31,7 +31,7 @@ SIZES = {
     "large": {"products": 10000, "reviews": 40000, "hot": 20000, "seconds": 20, "rate": 200},
 }
 NAIVE_SAMPLE = 3000
-LATENCY_RUNS = 4  # two runners, at 4 partitions and at 1
+LATENCY_RUNS = 5  # run_projectors at 4 partitions (4 and 1 processes) and 1; Celery at 4 and 1
 CHUNK = 500
 
 

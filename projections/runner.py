@@ -116,6 +116,7 @@ class ProjectorLoop:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="projector")
         reads = SharedReads()
         self._waiting = False
+        self._unfinished: set[tuple[str, int]] = set()
         futures = [self._pool.submit(self._catch_up, *item, reads) for item in work]
         return sum(future.result() for future in futures)
 
@@ -127,12 +128,15 @@ class ProjectorLoop:
         while True:
             before = checkpoint_positions(self.projections)
             applied += self.run_once()
-            # Nothing moved: done, or waiting for an owner halted behind a parked event.
-            if not self._waiting or checkpoint_positions(self.projections) == before:
+            after = checkpoint_positions(self.projections)
+            # None of those with more to do moved: they wait for an owner halted
+            # behind a parked event (new commands may move the others for ever).
+            if not any(after.get(key) != before.get(key) for key in self._unfinished):
                 return applied
 
-    def _note_waiting(self) -> None:
+    def _note_waiting(self, projection: type[Projection], partition: int) -> None:
         self._waiting = True
+        self._unfinished.add((projection.name, partition))
 
     def _catch_up(self, projection: type[Projection], partition: int, reads: SharedReads) -> int:
         if self.stopping.is_set():
@@ -146,7 +150,7 @@ class ProjectorLoop:
                 known=self._known,
                 reads=reads,
                 projection=self._kept_instance(projection, partition),
-                on_waiting=self._note_waiting,
+                on_waiting=lambda: self._note_waiting(projection, partition),
                 # Short turns: a pass ends soon, so the claims are rebalanced
                 # and a long catch-up does not keep other partitions waiting.
                 until=time.monotonic() + TURN_SECONDS,
@@ -166,7 +170,7 @@ class ProjectorLoop:
         return kept
 
     def run_forever(self) -> None:
-        idle_wait = MIN_POLL_SECONDS
+        idle_wait = waiting_wait = MIN_POLL_SECONDS
         outage_wait = FIRST_OUTAGE_WAIT_SECONDS
         outage_since: float | None = None
         try:
@@ -184,7 +188,10 @@ class ProjectorLoop:
                         self._listen()
                     applied = self.run_once()
                     if self._waiting:
-                        self.stopping.wait(MIN_POLL_SECONDS)
+                        # Soon again, but not in a spin: an owner halted behind
+                        # a parked event keeps a list waiting until someone acts.
+                        waiting_wait = MIN_POLL_SECONDS if applied else waiting_wait * 2
+                        self.stopping.wait(min(waiting_wait, SWEEP_SECONDS))
                     elif not applied:
                         self._idle(idle_wait)
                 except Exception as error:
@@ -199,8 +206,7 @@ class ProjectorLoop:
                         outage_wait,
                     )
                     self._unlisten()
-                    self._unclaim()
-                    _close_connections()
+                    _close_connections()  # the claims keep theirs (``Claims.owned``)
                     self.stopping.wait(outage_wait)
                     outage_wait = min(outage_wait * 2, MAX_OUTAGE_WAIT_SECONDS)
                     continue

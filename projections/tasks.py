@@ -36,6 +36,7 @@ PENDING_SECONDS = 5
 TASK_BUDGET_SECONDS = 5.0
 # A partition waiting for another one (``Outcome.WAITING``) looks again after this.
 WAITING_SECONDS = 0.05
+MAX_WAITING_SECONDS = 2.0
 
 
 @cache
@@ -135,7 +136,7 @@ def _release(projection: type[Projection], partition: int) -> bool:
 
 
 @shared_task(name="projections.tasks.project_partition", ignore_result=True)
-def project_partition(name: str, partition: int) -> int:
+def project_partition(name: str, partition: int, waited: int = 0) -> int:
     """Apply batches on one partition until the log has nothing more for it,
     or the budget is spent (then queue a task to go on).
 
@@ -148,7 +149,9 @@ def project_partition(name: str, partition: int) -> int:
     another process holds the partition's lock, and that process reads the
     log again after its batch, so it sees the commit that sent this task.
     That is why a task stops only when a read finds nothing, never merely
-    after a batch smaller than the batch size.
+    after a batch smaller than the batch size. A partition waiting for
+    another one (``Outcome.WAITING``) queues its next task with a delay that
+    doubles with ``waited``, the waits in a row so far.
     """
     projection = PROJECTIONS[name]
     pending = PENDING_KEY.format(name=name, partition=partition)
@@ -170,7 +173,10 @@ def project_partition(name: str, partition: int) -> int:
             if result.outcome is Outcome.APPLIED:
                 continue
             if result.outcome is Outcome.WAITING:  # for another partition: look again soon
-                countdown = WAITING_SECONDS
+                # Soon, then less and less often: an owner halted behind a
+                # parked event keeps a list waiting until someone acts.
+                countdown = min(WAITING_SECONDS * 2**waited, MAX_WAITING_SECONDS)
+                waited = min(waited + 1, 8)
                 break
             if flagged:  # commits from now on send a task: one more look
                 _redis().delete(pending)
@@ -186,7 +192,8 @@ def project_partition(name: str, partition: int) -> int:
         raise
     _release_for_good(projection, partition)
     _redis().set(pending, 1, ex=PENDING_SECONDS)
-    project_partition.apply_async((name, partition), retry=False, countdown=countdown)
+    waited = waited if countdown else 0
+    project_partition.apply_async((name, partition, waited), retry=False, countdown=countdown)
     return applied
 
 

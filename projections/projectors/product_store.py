@@ -176,9 +176,11 @@ class ProductStore(Projection):
         # Where the owners stand, read before their facts: an owner that had
         # passed an event then had the facts it made by then.
         passed = self._owners_positions(shown) if shown else {}
+        owners = {partition_of(pk, self.partitions) for pk in wanted}
         for facts in (
             ProductFacts.objects.filter(
                 projector=self.name,
+                partition__in=owners,  # for the index; each product's own below
                 partition=F("product_id") % self.partitions,
                 product_id__any=wanted,
             )
@@ -186,7 +188,9 @@ class ProductStore(Projection):
             .select_for_update()
         ):
             if self.owns(facts.product_id):
-                self.facts.setdefault(facts.product_id, facts)
+                if facts.product_id not in self.facts:
+                    self.facts[facts.product_id] = facts
+                    self.shown[facts.product_id] = self._shown_as(facts.product_id)
             else:
                 self.foreign[facts.product_id] = facts
         for index, others in sorted(shown.items()):

@@ -21,6 +21,15 @@ def rebalanced(*workers: Claims) -> list[set]:
     return [set(worker.held) for worker in workers]
 
 
+def assert_divided(held: list[set], partitions: list) -> None:
+    """Every partition claimed once, each projector's spread evenly."""
+    assert set().union(*held) == set(partitions)
+    assert sum(len(h) for h in held) == len(partitions)
+    for name in {name for name, _ in partitions}:
+        counts = [len({p for p in h if p[0] == name}) for h in held]
+        assert max(counts) - min(counts) <= 1, (name, counts)
+
+
 def test_workers_share_the_partitions_and_take_over_a_dead_ones():
     first, second, third = Claims(PARTITIONS), Claims(PARTITIONS), Claims(PARTITIONS)
     try:
@@ -28,20 +37,50 @@ def test_workers_share_the_partitions_and_take_over_a_dead_ones():
 
         held = rebalanced(first, second)
         assert sorted(len(h) for h in held) == [4, 5]
-        assert held[0] | held[1] == set(PARTITIONS)
-        assert not held[0] & held[1]
+        assert_divided(held, PARTITIONS)
 
         held = rebalanced(first, second, third)
-        assert all(len(h) == 3 for h in held)
-        assert set().union(*held) == set(PARTITIONS)
+        assert sorted(len(h) for h in held) == [2, 3, 4]  # 3, 3, 2 products and the sellers
+        assert_divided(held, PARTITIONS)
 
         third.close()  # its connection ends: its presence and claims with it
         held = rebalanced(first, second)
         assert sorted(len(h) for h in held) == [4, 5]
-        assert held[0] | held[1] == set(PARTITIONS)
+        assert_divided(held, PARTITIONS)
     finally:
         for worker in (first, second, third):
             worker.close()
+
+
+def test_processes_of_different_projectors_divide_each_one_among_its_own():
+    """A process that runs only the sellers' projector takes no share of the
+    product partitions from one that runs only the products'."""
+    products = [p for p in PARTITIONS if p[0] == "products"]
+    only_products, only_sellers = Claims(products), Claims([("sellers", 0)])
+    both = Claims(PARTITIONS)
+    try:
+        held = rebalanced(only_products, only_sellers)
+        assert held == [set(products), {("sellers", 0)}]
+        held = rebalanced(only_products, only_sellers, both)
+        assert_divided([held[0], held[2]], products)
+        assert {("sellers", 0)} in ({p for p in h if p[0] == "sellers"} for h in held[1:])
+    finally:
+        for worker in (only_products, only_sellers, both):
+            worker.close()
+
+
+def test_claims_lost_with_their_connection_are_taken_again(caplog):
+    worker = Claims(PARTITIONS)
+    try:
+        assert worker.owned() == PARTITIONS
+        worker._connection.close()  # as a dropped connection would
+        worker._next_rebalance = 0.0
+        assert worker.owned() == []  # lost: the others may take them meanwhile
+        assert "claims lost" in caplog.text
+        worker._next_rebalance = 0.0
+        assert worker.owned() == PARTITIONS
+    finally:
+        worker.close()
 
 
 def test_owned_rebalances_only_when_it_is_time(monkeypatch):
