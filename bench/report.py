@@ -582,7 +582,7 @@ def projector_section(results: dict[str, Any]) -> str:
         [
             "`bench/projector.py` on its own databases and data (seeded through the services).",
             "One process replays the whole log into empty tables, partition after "
-            "partition (each reads every event); the last column times the batches "
+            "partition (each its own slice of the log); the last column times the batches "
             "that hold review events only.",
             table(
                 ["projector", "events", "time", "events/s", "review events/s"],

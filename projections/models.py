@@ -120,10 +120,12 @@ class RelatedLink(models.Model):
 
 
 class ProductFacts(models.Model):
-    """A projector partition's own view of every product.
+    """What a projector knows of a product: its name, price, rating sums.
 
-    Each partition reads every event and keeps these facts itself, so a row in
-    one partition never reads state that another partition is still writing.
+    The sellers' projector keeps every product's (``partition`` 0). A product
+    partition keeps its own products' only (``partition`` is the product's);
+    other partitions read them under the row's lock when a list shows the
+    product (``projections.projectors.product_store``).
     """
 
     projector = models.CharField(max_length=60)

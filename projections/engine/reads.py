@@ -54,10 +54,11 @@ def read_current(
 class SharedReads:
     """The reads of the log made during one pass over the partitions.
 
-    Every partition reads every event, and partitions that stand at the same
-    place ask for the same events. The log below its horizon only grows at the
-    end, so events read a moment ago from a position are still exactly the
-    next events after it: a pass reads them once. Only the last few reads are
+    Partitions that stand at the same place and read the same part of the log
+    (the whole of it, or the same slice) ask for the same events. The log
+    below its horizon only grows at the end, so events read a moment ago from
+    a position are still exactly the next events after it: a pass reads them
+    once. Only the last few reads are
     kept (a long catch-up would otherwise hold the whole log); a partition that
     fell further behind reads for itself. A new pass starts a new one.
     """
