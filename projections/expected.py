@@ -14,6 +14,7 @@ from django.db.models import Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
 from catalog.models import PriceChange, Product, Recommendation, Seller
+from projections.engine import layout
 from projections.models import ProductReadModel, SellerReadModel
 from projections.projectors import entries
 from reviews.models import Review
@@ -137,7 +138,7 @@ def expected_products(product_ids: Iterable[int] | None = None) -> dict[int, dic
     recent = _recent_reviews(ids)
     prices = _price_histories(ids)
     related = _related(ids, dict(histograms))
-    partitions = settings.PROJECTION_PARTITIONS
+    partitions = layout.partition_count("products", partitioned=True)
     expected = {}
     for product in products:
         histogram = histograms.get(product.pk, entries.empty_histogram())

@@ -178,6 +178,10 @@ class Checkpoint(models.Model):
 
     projector = models.CharField(max_length=60)
     partition = models.PositiveSmallIntegerField()
+    # How many partitions the projector has: the same on each of its rows.
+    # ``PROJECTION_PARTITIONS`` when they are first made, then changed only by
+    # a resize (``projections.resize``), under every partition's lock.
+    partitions = models.PositiveSmallIntegerField(default=1)
     transaction_id = models.BigIntegerField(default=0)
     position = models.BigIntegerField(default=0)
     events_applied = models.PositiveBigIntegerField(default=0)

@@ -33,7 +33,7 @@ from eventstore import eventlog
 from eventstore.databases import READ_DB, WRITE_DB
 from eventstore.eventlog import LogPosition
 from projections import expected as truth
-from projections.engine import hold_partition, notify_checkpoints_changed
+from projections.engine import Projection, hold_partition, notify_checkpoints_changed
 from projections.models import (
     Checkpoint,
     ProductFacts,
@@ -81,8 +81,7 @@ def repair() -> Repaired:
     repaired = Repaired()
     with transaction.atomic(using=READ_DB):
         for projection in PROJECTIONS.values():
-            for partition in range(projection.partition_count()):
-                hold_partition(projection.name, partition)
+            _hold_every_partition(projection)
         halted = list(Checkpoint.objects.filter(halted_at_position__isnull=False))
         if halted:
             names = ", ".join(f"{c.projector}[{c.partition}]" for c in halted)
@@ -99,6 +98,18 @@ def repair() -> Repaired:
         _move_checkpoints(moment)
         notify_checkpoints_changed()
     return repaired
+
+
+def _hold_every_partition(projection: type[Projection]) -> None:
+    """Hold each partition of the projector for the transaction. A resize
+    needs every partition's lock, so once all of them are held the count
+    stands; a resize that committed between reading it and holding them
+    made more, and those are held too."""
+    held = 0
+    while (count := projection.partition_count()) > held:
+        for partition in range(held, count):
+            hold_partition(projection.name, partition)
+        held = count
 
 
 @dataclasses.dataclass(frozen=True)

@@ -107,9 +107,10 @@ class ProjectorLoop:
         work = [
             (projection, partition)
             for projection in self.projections
-            for partition in range(projection.partition_count())
+            for partition in range(projection.recent_partition_count())
         ]
         if self._claims is not None:
+            self._claims.partitions = [(p.name, partition) for p, partition in work]
             owned = set(self._claims.owned())
             work = [(p, partition) for p, partition in work if (p.name, partition) in owned]
         if self._pool is None:
@@ -163,9 +164,11 @@ class ProjectorLoop:
             _return_pooled_connections()
 
     def _kept_instance(self, projection: type[Projection], partition: int) -> Projection:
-        count = projection.partition_count()
+        """The partition's instance, kept from pass to pass (a batch gives it
+        the count its checkpoint says, ``run_batch``)."""
         kept = self._kept.get((projection.name, partition))
-        if kept is None or kept.partitions != count:
+        if kept is None:
+            count = projection.recent_partition_count()
             kept = self._kept[(projection.name, partition)] = projection(partition, count)
         return kept
 
@@ -177,11 +180,12 @@ class ProjectorLoop:
             while not self.stopping.is_set():
                 try:
                     if self._claims is None and Claims.wanted():
+                        # Its partitions follow a resize: ``run_once`` sets them.
                         self._claims = Claims(
                             [
                                 (projection.name, partition)
                                 for projection in self.projections
-                                for partition in range(projection.partition_count())
+                                for partition in range(projection.recent_partition_count())
                             ]
                         )
                     if self._listener is None:

@@ -55,7 +55,7 @@ def wake_partitions() -> int:
     partitions = [
         (name, partition)
         for name, projection in PROJECTIONS.items()
-        for partition in range(projection.partition_count())
+        for partition in range(projection.recent_partition_count())
     ]
     pipeline = _redis().pipeline(transaction=False)
     for name, partition in partitions:
@@ -111,10 +111,10 @@ def _claim(projection: type[Projection], partition: int) -> _Claim | None:
     """The partition's hold, for this thread alone; None when another
     thread of the process is projecting the partition: that thread is told
     to look at the log once more before it lets go (see ``_release``)."""
-    count = projection.partition_count()
     with _claims_guard:
         claim = _claims.get((projection.name, partition))
-        if claim is None or claim.instance.partitions != count:
+        if claim is None:  # a batch gives it the count its checkpoint says (``run_batch``)
+            count = projection.recent_partition_count()
             claim = _claims[(projection.name, partition)] = _Claim(projection(partition, count))
         if claim.busy:
             claim.again = True
@@ -172,6 +172,10 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
             applied += result.applied
             if result.outcome is Outcome.APPLIED:
                 continue
+            if result.outcome is Outcome.GONE:  # merged away by a resize
+                _release_for_good(projection, partition)
+                _redis().delete(pending)
+                return applied
             if result.outcome is Outcome.WAITING:  # for another partition: look again soon
                 # Soon, then less and less often: an owner halted behind a
                 # parked event keeps a list waiting until someone acts.

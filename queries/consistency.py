@@ -39,7 +39,6 @@ from psycopg import sql
 from eventstore.databases import READ_DB
 from eventstore.eventlog import START, LogPosition
 from eventstore.listen import connection_params
-from projections import registry
 from projections.engine import CHECKPOINTS_CHANNEL
 from projections.models import Checkpoint
 
@@ -73,30 +72,30 @@ WATCH_TICK_SECONDS = 0.25
 WATCH_APPLICATION_NAME = "storefront-checkpoint-watch"
 
 
-def partition_count(projector: str) -> int:
-    """The projector's partitions, as its registry says (``projections.registry``)."""
-    return registry.partition_count(projector)
-
-
 def _passes(position: LogPosition, token: LogPosition) -> bool:
     return position >= token
 
 
-# Partitions at or past the token; an absent row is a partition at (0, 0).
+# Whether every partition is at or past the token: every row of the
+# projector passes, and there are as many rows as its partitions, by the
+# rows' own count (``Checkpoint.partitions``, which a resize changes with the
+# rows, in one transaction). A missing row is a partition at the log's start.
 _APPLIED_SQL = f"""
-    SELECT count(*) FROM {Checkpoint._meta.db_table}
-    WHERE projector = %s AND partition < %s
-      AND (transaction_id > %s OR (transaction_id = %s AND position >= %s))
+    SELECT COALESCE(MIN(CASE WHEN transaction_id > %s
+                                  OR (transaction_id = %s AND position >= %s)
+                             THEN 1 ELSE 0 END), 0) = 1
+           AND COUNT(*) >= MAX(partitions)
+    FROM {Checkpoint._meta.db_table}
+    WHERE projector = %s
 """  # noqa: S608 - the table name is ours, the values are parameters
 
 
 def _applied(cursor: Any, token: LogPosition, projector: str) -> bool:
-    partitions = partition_count(projector)
     cursor.execute(
         _APPLIED_SQL,
-        [projector, partitions, token.transaction_id, token.transaction_id, token.position],
+        [token.transaction_id, token.transaction_id, token.position, projector],
     )
-    return int(cursor.fetchone()[0]) >= partitions
+    return bool(cursor.fetchone()[0])
 
 
 def is_applied(token: LogPosition, projector: str = PRODUCTS) -> bool:
@@ -196,6 +195,9 @@ class CheckpointWatch:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._positions: dict[tuple[str, int], LogPosition] | None = None
+        # Each projector's partitions, as its rows said when last read whole
+        # (a resize changes them and tells the watch to read again).
+        self._counts: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._failed = False
         self._waiting = 0
@@ -229,9 +231,10 @@ class CheckpointWatch:
 
     def _applied(self, token: LogPosition, projector: str) -> bool:
         assert self._positions is not None
+        count = self._counts.get(projector, 1)
         return all(
             _passes(self._positions.get((projector, partition), START), token)
-            for partition in range(partition_count(projector))
+            for partition in range(count)
         )
 
     def _start(self) -> None:
@@ -291,15 +294,16 @@ class CheckpointWatch:
 
     def _read_all(self, listener: psycopg.Connection[Any]) -> None:
         rows = listener.execute(
-            f"SELECT projector, partition, transaction_id, position "  # noqa: S608
+            f"SELECT projector, partition, transaction_id, position, partitions "  # noqa: S608
             f"FROM {Checkpoint._meta.db_table}"
         ).fetchall()
         with self._condition:
             if self._mine():
                 self._positions = {
                     (projector, partition): LogPosition(int(txid), int(position))
-                    for projector, partition, txid, position in rows
+                    for projector, partition, txid, position, _ in rows
                 }
+                self._counts = {projector: int(count) for projector, *_, count in rows}
                 self._condition.notify_all()
 
     def _apply(self, listener: psycopg.Connection[Any], payload: str) -> None:

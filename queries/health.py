@@ -30,7 +30,7 @@ from eventstore.eventlog import START, LogPosition
 from kernel.clients import address_in
 from projections.models import Checkpoint
 from projections.status import as_moment, events_behind
-from queries.consistency import PRODUCTS, SELLERS, partition_count
+from queries.consistency import PRODUCTS, SELLERS
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,12 @@ def slowest_checkpoint(projector: str) -> LogPosition:
     """The lowest position over the projector's partitions; a missing one is at the start."""
     rows = (
         Checkpoint.objects.using(READ_DB)
-        .filter(projector=projector, partition__lt=partition_count(projector))
-        .values_list("transaction_id", "position")
+        .filter(projector=projector)
+        .values_list("transaction_id", "position", "partitions")
     )
-    positions = [LogPosition(int(txid), int(position)) for txid, position in rows]
-    if len(positions) < partition_count(projector):
+    positions = [LogPosition(int(txid), int(position)) for txid, position, _ in rows]
+    # Each row says how many there are (``Checkpoint.partitions``).
+    if not rows or len(positions) < max(count for *_, count in rows):
         return START
     return min(positions)
 

@@ -58,6 +58,15 @@ def _no_checkpoint_watch_outlives_its_test():
     consistency.watch.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_partition_count_from_another_test():
+    """A process trusts a partition count it read for a second
+    (``layout.recent_partition_count``); each test's database starts anew."""
+    from projections.engine import layout
+
+    layout.forget_recent()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")

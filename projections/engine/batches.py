@@ -47,6 +47,8 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     # The next event needs another partition to go on first (``Projection.hold``).
     WAITING = "waiting"
+    # The projector has no such partition (any more): a resize merged it away.
+    GONE = "gone"
 
 
 @dataclasses.dataclass
@@ -126,6 +128,7 @@ def run_batch(
     known: Checkpoint | None = None,
     reads: "SharedReads | None" = None,
     projection: Projection | None = None,
+    stop_at: LogPosition | None = None,
 ) -> BatchResult:
     """Apply the next batch of one partition; see the module docstring.
 
@@ -143,17 +146,29 @@ def run_batch(
     ``reads`` lets the partitions of one pass share their reads of the log.
     ``projection`` is an instance kept from batch to batch (see
     ``Projection.forget``); by default each batch makes a fresh one.
+    ``stop_at`` takes the partition no further than that position (a resize
+    brings every partition to one place before it merges them).
+
+    The partition count the batch applies with is the checkpoint's own
+    (``Checkpoint.partitions``), checked under the lock with the rest of it.
     """
     owner = owner or default_owner()
     name = projection_class.name
     peek = known if known is not None else look_at(projection_class, partition)
+    if peek is None:
+        return BatchResult(Outcome.GONE)
     start = checkpoint_position(peek)
     if peek.halted_at_position is not None:
         return BatchResult(Outcome.HALTED, position=start)
     if peek.next_attempt_at and peek.next_attempt_at > timezone.now():
         return BatchResult(Outcome.BACKING_OFF, position=start)
+    if stop_at is not None and start >= stop_at:
+        return BatchResult(Outcome.IDLE, position=start)
     size = batch_size or settings.PROJECTION_BATCH_SIZE
-    instance = projection or projection_class(partition, projection_class.partition_count())
+    instance = projection or projection_class(partition, peek.partitions)
+    if instance.partitions != peek.partitions:  # resized since it last applied
+        instance.partitions = peek.partitions
+        instance.forget()
     where = instance.log_slice()
     if events is not None:
         # Handed in: the slice's part of them applies, the rest is passed.
@@ -161,6 +176,10 @@ def run_batch(
         through, more = events[-1].log_position, False
     else:
         batch, through, more = (reads or SharedReads()).read(start, size, peek.skip_snapshot, where)
+    if stop_at is not None and through > stop_at:
+        # The read went past it, so it holds every event of the slice up to it.
+        batch = [event for event in batch if event.log_position <= stop_at]
+        through, more = stop_at, False
     if events is not None and through <= start:
         return BatchResult(Outcome.BUSY, position=start)  # applied or passed already
     if through == start:
@@ -216,6 +235,7 @@ def run_batch(
         events=events,
         reads=reads,
         projection=projection,
+        stop_at=stop_at,
     )
 
 
@@ -264,6 +284,7 @@ def catch_up(
     projection: Projection | None = None,
     on_waiting: Callable[[], None] | None = None,
     until: float | None = None,
+    stop_at: LogPosition | None = None,
 ) -> int:
     """Run batches on one partition until it is idle, busy, halted, failing
     or waiting for another partition, or ``until`` (a ``time.monotonic()``
@@ -272,7 +293,8 @@ def catch_up(
 
     ``known`` keeps each partition's checkpoint between calls (a runner's
     passes), so a batch need not look it up first; ``projection`` is an
-    instance kept from batch to batch; see ``run_batch``.
+    instance kept from batch to batch; ``stop_at`` a position the partition
+    is taken no further than; see ``run_batch``.
     """
     size = batch_size or settings.PROJECTION_BATCH_SIZE
     key = (projection_class.name, partition)
@@ -288,6 +310,7 @@ def catch_up(
             known=memory.get(key),
             reads=reads,
             projection=projection,
+            stop_at=stop_at,
         )
         if result.checkpoint is not None:
             memory[key] = result.checkpoint

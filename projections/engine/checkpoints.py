@@ -21,8 +21,20 @@ CHECKPOINTS_CHANNEL = "storefront_checkpoints"
 
 
 def ensure_checkpoints(projection: type[Projection]) -> None:
-    for partition in range(projection.partition_count()):
-        Checkpoint.objects.get_or_create(projector=projection.name, partition=partition)
+    """Make the projector's checkpoints, at the log's start, if it has none:
+    as many as its count (``engine.layout``), each saying so. Once it has
+    rows, only a resize adds or removes them."""
+    if Checkpoint.objects.filter(projector=projection.name).exists():
+        return
+    count = projection.partition_count()
+    # One statement: another process sees all of them or none.
+    Checkpoint.objects.bulk_create(
+        [
+            Checkpoint(projector=projection.name, partition=partition, partitions=count)
+            for partition in range(count)
+        ],
+        ignore_conflicts=True,
+    )
 
 
 _TAKE_PARTITION_SQL = (
@@ -162,12 +174,14 @@ def checkpoint_position(checkpoint: Checkpoint) -> LogPosition:
     return LogPosition(checkpoint.transaction_id, checkpoint.position)
 
 
-def look_at(projection_class: type[Projection], partition: int) -> Checkpoint:
+def look_at(projection_class: type[Projection], partition: int) -> Checkpoint | None:
+    """The partition's checkpoint as it is now; None when the projector has
+    no such partition (a resize merged it away, or it was never made)."""
     name = projection_class.name
     peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
     if peek is None:
         ensure_checkpoints(projection_class)
-        peek = Checkpoint.objects.get(projector=name, partition=partition)
+        peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
     return peek
 
 
@@ -177,6 +191,7 @@ def unchanged(checkpoint: Checkpoint, peek: Checkpoint) -> bool:
     from it must skip)."""
     return (
         checkpoint_position(checkpoint) == checkpoint_position(peek)
+        and checkpoint.partitions == peek.partitions
         and checkpoint.skip_snapshot == peek.skip_snapshot
         and checkpoint.halted_at_position is None
         and checkpoint.failures == peek.failures

@@ -5,9 +5,8 @@ event type (``@handles``), ``prepare`` to load what a batch needs and
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from django.conf import settings
-
 from eventstore.eventlog import KeyedSlice, StoredEvent
+from projections.engine import layout
 
 
 class Projection:
@@ -51,7 +50,13 @@ class Projection:
 
     @classmethod
     def partition_count(cls) -> int:
-        return settings.PROJECTION_PARTITIONS if cls.partitioned else 1
+        """How many partitions the projector has now (``engine.layout``)."""
+        return layout.partition_count(cls.name, cls.partitioned)
+
+    @classmethod
+    def recent_partition_count(cls) -> int:
+        """``partition_count`` as read at most a second ago (``engine.layout``)."""
+        return layout.recent_partition_count(cls.name, cls.partitioned)
 
     def log_slice(self) -> KeyedSlice | None:
         """The part of the log this partition applies; None for all of it.

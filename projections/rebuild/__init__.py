@@ -30,7 +30,8 @@ from collections.abc import Callable
 
 from django.utils import timezone
 
-from projections.models import ProductReadModel, RebuildRun, SellerReadModel
+from projections.engine.layout import pinned
+from projections.models import Checkpoint, ProductReadModel, RebuildRun, SellerReadModel
 from projections.rebuild.lock import RebuildRunning, lock_holder, rebuild_lock
 from projections.rebuild.replay import catch_up_shadow, replay_whole
 from projections.rebuild.shadow import (
@@ -45,6 +46,7 @@ from projections.rebuild.shadow import (
 )
 from projections.rebuild.snapshot import backfill_from_snapshot
 from projections.rebuild.swap import swap
+from projections.registry import PROJECTIONS
 
 # Events per batch (and transaction). A replaying batch writes every row its
 # events touched, once: with the whole log ahead, larger batches write each
@@ -85,7 +87,27 @@ def rebuild(
     while another rebuild runs.
     """
     with rebuild_lock():
-        return _rebuild(from_events=from_events, batch_size=batch_size, progress=progress, log=log)
+        # The shadow is built with the live layout, kept for the whole run:
+        # a resize waits for the rebuild lock.
+        live = {name: projection.partition_count() for name, projection in PROJECTIONS.items()}
+        with pinned(live):
+            return _rebuild(
+                from_events=from_events, batch_size=batch_size, progress=progress, log=log
+            )
+
+
+def _shadow_layout_matches() -> bool:
+    """Whether the shadow left by an interrupted run has the live layout (a
+    resize may have run since it was killed; then it starts over)."""
+    with shadow_alias():
+        counts = dict(
+            Checkpoint.objects.order_by().values_list("projector", "partitions").distinct()
+        )
+    return all(
+        counts.get(name, count) == count
+        for name, projection in PROJECTIONS.items()
+        for count in [projection.partition_count()]
+    )
 
 
 def _rebuild(
@@ -97,7 +119,7 @@ def _rebuild(
 ) -> RebuildRun:
     run = RebuildRun.objects.filter(finished_at__isnull=True).order_by("-pk").first()
     resumable = {RebuildRun.Phase.TAIL, RebuildRun.Phase.REPLAY}
-    if run is not None and run.phase in resumable and shadow_exists():
+    if run is not None and run.phase in resumable and shadow_exists() and _shadow_layout_matches():
         log(f"Resuming rebuild #{run.pk} from its shadow's checkpoints ({run.phase}).")
     else:
         if run is not None:

@@ -197,7 +197,7 @@ def fill_products(write: Any, shadow: Any, *, last_position: int, progress: Prog
             PRODUCTS_QUERY,
             {
                 **stamp,
-                "partitions": settings.PROJECTION_PARTITIONS,
+                "partitions": PROJECTIONS["products"].partition_count(),
                 "currency": settings.READ_MODEL_CURRENCY,
                 "low_stock": settings.LOW_STOCK_THRESHOLD,
                 "out_of_stock": StockStatus.OUT_OF_STOCK.value,

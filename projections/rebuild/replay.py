@@ -71,7 +71,11 @@ def replay_whole(batch_size: int, progress: Progress) -> int:
         if not whole.exists():
             if Checkpoint.objects.filter(projector=products.name).exists():
                 return 0  # split already: the run goes on catching up
-            Checkpoint.objects.create(projector=products.name, partition=WHOLE_PARTITION)
+            Checkpoint.objects.create(
+                projector=products.name,
+                partition=WHOLE_PARTITION,
+                partitions=products.partition_count(),
+            )
         ensure_checkpoints(sellers)
         # Kept from batch to batch: each batch loads only what the ones before
         # did not, instead of every row its events touch.
@@ -157,6 +161,7 @@ def _split_whole(name: str, partitions: int) -> None:
             Checkpoint(
                 projector=name,
                 partition=partition,
+                partitions=partitions,
                 transaction_id=checkpoint.transaction_id,
                 position=checkpoint.position,
                 events_applied=checkpoint.events_applied,

@@ -246,7 +246,9 @@ def _write_checkpoints(start: eventlog.LogPosition, snapshot: str) -> None:
             transaction_id=start.transaction_id,
             position=start.position,
             skip_snapshot=snapshot,
+            partitions=count,
         )
         for name, projection in PROJECTIONS.items()
-        for partition in range(projection.partition_count())
+        for count in [projection.partition_count()]
+        for partition in range(count)
     )

@@ -112,5 +112,9 @@ def set_checkpoints(
         Checkpoint.objects.using("read").update_or_create(
             projector=projector,
             partition=partition,
-            defaults={"transaction_id": transaction_id, "position": position},
+            defaults={
+                "transaction_id": transaction_id,
+                "position": position,
+                "partitions": settings.PROJECTION_PARTITIONS if projector == "products" else 1,
+            },
         )

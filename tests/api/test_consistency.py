@@ -90,6 +90,25 @@ def test_rows_of_dropped_partitions_do_not_count(settings):
 
 
 @both_databases
+def test_the_count_is_the_rows_own_not_the_settings(settings):
+    """After a resize (``projections.resize``) the rows say how many
+    partitions there are, whatever ``PROJECTION_PARTITIONS`` says."""
+    settings.PROJECTION_PARTITIONS = 2
+    for partition in range(4):
+        Checkpoint.objects.create(
+            projector="products",
+            partition=partition,
+            partitions=4,
+            position=5 if partition == 3 else 10,
+        )
+    assert not consistency.is_applied(LogPosition(0, 10))  # partition 3 is behind
+    Checkpoint.objects.filter(partition=3).delete()
+    assert not consistency.is_applied(LogPosition(0, 10))  # and now missing
+    Checkpoint.objects.update(partitions=3)
+    assert consistency.is_applied(LogPosition(0, 10))
+
+
+@both_databases
 def test_gives_up_after_the_timeout():
     started = time.monotonic()
     assert consistency.wait_for(LogPosition(0, 10), timeout=0.3) is False
