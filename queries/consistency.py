@@ -256,8 +256,14 @@ class CheckpointWatch:
             with self._listening() as listener:
                 self._read_all(listener)
                 while not self._retired():
-                    for notify in listener.notifies(timeout=WATCH_TICK_SECONDS, stop_after=1):
-                        self._apply(listener, notify.payload)
+                    # Taken out of the generator first: it holds the
+                    # connection's lock, which ``_read_all`` needs.
+                    payloads = [
+                        notify.payload
+                        for notify in listener.notifies(timeout=WATCH_TICK_SECONDS, stop_after=1)
+                    ]
+                    for payload in payloads:
+                        self._apply(listener, payload)
         except Exception:  # the database, or anything else: waiters must not hang on it
             logger.warning("Cannot listen for checkpoints; queries will not wait.", exc_info=True)
             with self._condition:

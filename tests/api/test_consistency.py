@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from eventstore.eventlog import LogPosition
 from eventstore.tokens import TOKEN_SALT, issue_token
-from projections.engine import checkpoint_payload
+from projections.engine import checkpoint_payload, notify_checkpoints_changed
 from projections.models import Checkpoint
 from queries import consistency
 from tests.api.factories import ProductRowFactory, set_checkpoints
@@ -47,6 +47,17 @@ def advance_checkpoints(transaction_id, position, *, notify=True):
                         "SELECT pg_notify('storefront_checkpoints', %s)",
                         [checkpoint_payload(checkpoint)],
                     )
+
+
+def move_partitions(partitions, transaction_id, position):
+    """Move these partitions' checkpoints, and NOTIFY them, as batches do."""
+    with transaction.atomic(using="read"), connections["read"].cursor() as cursor:
+        rows = Checkpoint.objects.filter(projector="products", partition__in=partitions)
+        rows.update(transaction_id=transaction_id, position=position)
+        for checkpoint in rows:
+            cursor.execute(
+                "SELECT pg_notify('storefront_checkpoints', %s)", [checkpoint_payload(checkpoint)]
+            )
 
 
 def token(transaction_id, position):
@@ -161,6 +172,36 @@ def test_on_postgres_notifications_of_positions_before_the_token_do_not_end_the_
 
     later(0.05, notify_without_progress)
     assert consistency.wait_for(LogPosition(3, 10), timeout=0.5) is False
+
+
+@pytest.mark.postgres
+@threaded
+def test_on_postgres_the_watch_reads_every_checkpoint_again_when_told_and_goes_on(settings):
+    """A resize, a repair or a swap moves checkpoints other than by a batch
+    and says so with an empty payload: the watch reads them all again (here
+    the count a split made) and goes on listening. It once read them from
+    inside its notification loop, which holds the connection's lock: the
+    watch hung there, and every later wait timed out."""
+    settings.PROJECTION_PARTITIONS = 2
+    advance_checkpoints(1, 1)
+
+    def split_and_move():
+        with transaction.atomic(using="read"):
+            Checkpoint.objects.filter(projector="products").update(partitions=3)
+            Checkpoint.objects.create(
+                projector="products", partition=2, partitions=3, transaction_id=1, position=1
+            )
+            notify_checkpoints_changed()
+        time.sleep(0.1)
+        move_partitions([0, 1], 3, 10)
+
+    helper = later(0.1, split_and_move)
+    assert consistency.wait_for(LogPosition(3, 10), timeout=1) is False  # 2 is behind
+    helper.join()
+
+    later(0.1, lambda: move_partitions([2], 3, 10))
+    assert consistency.wait_for(LogPosition(3, 10), timeout=3) is True
+    assert consistency.watch._counts["products"] == 3
 
 
 @pytest.mark.postgres

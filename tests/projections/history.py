@@ -22,6 +22,13 @@ from projections.expected import (
     expected_products,
     expected_sellers,
 )
+from projections.models import (
+    Checkpoint,
+    ProductFacts,
+    ProductReadModel,
+    RelatedLink,
+    SellerFacts,
+)
 from projections.rebuild import SWAPPED_MODELS
 from reviews import services as reviews
 from reviews.models import Review
@@ -196,3 +203,25 @@ class Writer(threading.Thread):
         self.stop.set()
         self.join(30)
         assert not self.errors, self.errors
+
+
+def assert_layout(count: int) -> None:
+    """Every store says ``count`` partitions, and each row is its owner's."""
+    rows = Checkpoint.objects.filter(projector="products")
+    assert sorted(rows.values_list("partition", flat=True)) == list(range(count))
+    assert set(rows.values_list("partitions", flat=True)) == {count}
+    for pk, partition in ProductFacts.objects.filter(projector="products").values_list(
+        "product_id", "partition"
+    ):
+        assert partition == pk % count
+    for pk, partition in ProductReadModel.objects.values_list("product_id", "partition"):
+        assert partition == pk % count
+    for source, partition in RelatedLink.objects.values_list("source_id", "partition"):
+        assert partition == source % count
+    sellers = SellerFacts.objects.filter(projector="products")
+    per_partition = {
+        partition: set(sellers.filter(partition=partition).values_list("seller_id", "name"))
+        for partition in range(count)
+    }
+    assert set(sellers.values_list("partition", flat=True)) <= set(range(count))
+    assert len({frozenset(kept) for kept in per_partition.values()}) == 1  # the same copies
