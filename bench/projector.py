@@ -31,7 +31,9 @@ SIZES = {
     "large": {"products": 10000, "reviews": 40000, "hot": 20000, "seconds": 20, "rate": 200},
 }
 NAIVE_SAMPLE = 3000
-LATENCY_RUNS = 5  # run_projectors at 4 partitions (4 and 1 processes) and 1; Celery at 4 and 1
+# run_projectors at 4 partitions (4 and 1 processes) and 1; Celery at 4 and 1;
+# run_projectors at 4 partitions while they are split to 8 and merged back.
+LATENCY_RUNS = 6
 CHUNK = 500
 
 
@@ -359,6 +361,66 @@ def measure_latency(
     return result
 
 
+def measure_resize(seeded: dict[str, Any], size: dict[str, int]) -> dict[str, Any]:
+    """Four run_projectors processes on 4 partitions under the latency probe's
+    load; a third of the way in, ``resize_partitions 8``, two thirds in, back
+    to 4. Each step's time, the probe's latency over the whole run, and the
+    drift of every row from the write model once the projectors catch up."""
+    from django.conf import settings
+
+    from projections.expected import (
+        PRODUCT_FIELDS,
+        SELLER_FIELDS,
+        actual_products,
+        actual_sellers,
+        drift,
+        expected_products,
+        expected_sellers,
+    )
+    from projections.rebuild import analyze_read_side
+    from projections.registry import project_all
+    from projections.resize import resize
+
+    settings.PROJECTION_PARTITIONS = 4
+    wipe_read_side()
+    project_all()
+    analyze_read_side()
+    env = {"PROJECTION_PARTITIONS": "4"}
+    processes = [setup.manage("run_projectors", "--threads", "1", **env) for _ in range(4)]
+    time.sleep(4)
+    steps: list[Any] = []
+
+    def operator() -> None:
+        time.sleep(size["seconds"] / 3)
+        steps.extend(resize("products", 8))
+        time.sleep(size["seconds"] / 3)
+        steps.extend(resize("products", 4))
+
+    try:
+        probe = LatencyProbe(seeded, size["rate"], size["seconds"], random.Random("resize"))
+        resizing = threading.Thread(target=operator)
+        resizing.start()
+        result: dict[str, Any] = dict(probe.run())
+        resizing.join()
+        time.sleep(2)  # the projectors catch up with the last commands
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+    project_all()  # whatever the processes left, if anything
+    drifted = len(drift(expected_products(), actual_products(), PRODUCT_FIELDS)) + len(
+        drift(expected_sellers(), actual_sellers(), SELLER_FIELDS)
+    )
+    if drifted:  # a benchmark of a resize that is not exact is a failed one
+        raise AssertionError(f"{drifted} rows drifted from the write model after the resize")
+    result["steps"] = [
+        {"before": s.before, "after": s.after, "seconds": s.seconds, "aligned": s.aligned}
+        for s in steps
+    ]
+    result["drifted_rows"] = drifted
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench projector")
     parser.add_argument("--size", choices=SIZES, default="small")
@@ -381,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         measure_latency("run_projectors", seeded, size, 1),
         measure_latency("celery", seeded, size, 1),
     ]
+    resized = measure_resize(seeded, size)
 
     print("\nProjector throughput (one process, PostgreSQL)")
     print(f"{'projector':<44} {'events':>8} {'seconds':>8} {'events/s':>10}")
@@ -412,8 +475,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{row['p50_ms']:>8.1f} "
             f"{row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} {row['errors']:>6}"
         )
+    print(f"\nResize under load: 4 run_projectors processes at {size['rate']} commands/s")
+    print(f"{'step':<10} {'seconds':>8} {'events aligned':>15}")
+    for step in resized["steps"]:
+        label = f"{step['before']} -> {step['after']}"
+        print(f"{label:<10} {step['seconds']:>8.3f} {step['aligned']:>15}")
+    print(
+        f"commit-to-visible across the run: p50 {resized['p50_ms']:.1f} ms, "
+        f"p99 {resized['p99_ms']:.1f} ms, max {resized['max_ms']:.1f} ms; "
+        f"rows drifted after it: {resized['drifted_rows']}"
+    )
     results = {
         "size": options.size,
+        "resize": resized,
         "replay": [replay_4, replay_1],
         "naive": naive,
         "latency": latency,

@@ -92,7 +92,7 @@ def test_splits_and_merges_while_commands_flow_leave_the_read_side_exact(tmp_pat
     logs = [tmp_path / f"run_projectors-{n}.log" for n in range(2)]
     loops = [start_run_projectors(env, log, "--threads", "2") for log in logs]
     writers = [Writer(seed=n, users=users, pause=0.01) for n in range(3)]
-    reader = OwnWrites(Product.objects.order_by("pk").first().pk)
+    reader = OwnWrites(Product.objects.order_by("pk")[0].pk)
     steps = []
     try:
         for log in logs:

@@ -171,7 +171,7 @@ def test_a_parked_event_refuses_the_resize_and_nothing_moves(settings):
     settings.PROJECTION_PARTITIONS = 2
     seed_catalog(random.Random(66), products=6)
     project_all()
-    event = Event.objects.order_by("position").first()
+    event = Event.objects.order_by("position")[0]
     ParkedEvent.objects.create(
         projector="products",
         partition=0,
