@@ -231,7 +231,9 @@ class CheckpointWatch:
 
     def _applied(self, token: LogPosition, projector: str) -> bool:
         assert self._positions is not None
-        count = self._counts.get(projector, 1)
+        count = self._counts.get(projector)
+        if count is None:  # no checkpoint of it seen yet: a batch's payload will say
+            return False
         return all(
             _passes(self._positions.get((projector, partition), START), token)
             for partition in range(count)
@@ -314,7 +316,7 @@ class CheckpointWatch:
 
     def _apply(self, listener: psycopg.Connection[Any], payload: str) -> None:
         try:
-            projector, partition, txid, position = payload.split(":")
+            projector, partition, txid, position, count = payload.split(":")
             key, moved = (projector, int(partition)), LogPosition(int(txid), int(position))
         except ValueError:
             self._read_all(listener)
@@ -322,6 +324,7 @@ class CheckpointWatch:
         with self._condition:
             if self._mine() and self._positions is not None:
                 self._positions[key] = moved
+                self._counts[projector] = int(count)
                 self._condition.notify_all()
 
 

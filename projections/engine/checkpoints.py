@@ -92,7 +92,7 @@ def checkpoint_payload(checkpoint: Checkpoint) -> str:
     (``consistency.CheckpointWatch``)."""
     return (
         f"{checkpoint.projector}:{checkpoint.partition}:"
-        f"{checkpoint.transaction_id}:{checkpoint.position}"
+        f"{checkpoint.transaction_id}:{checkpoint.position}:{checkpoint.partitions}"
     )
 
 
