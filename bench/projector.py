@@ -20,6 +20,7 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -313,9 +314,11 @@ def measure_latency(
     size: dict[str, int],
     partitions: int,
     processes_count: int = 1,
+    during: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """``processes_count`` run_projectors processes of one thread each (one:
-    a thread per partition); Celery is one worker of 5 threads either way."""
+    a thread per partition); Celery is one worker of 5 threads either way.
+    ``during`` runs on a thread of its own beside the probe (an operator)."""
     from django.conf import settings
 
     from projections.rebuild import analyze_read_side
@@ -347,9 +350,15 @@ def measure_latency(
     try:
         # A seed of its own per run: the same prices and stock as the run before
         # would be no-op commands, with no event to see.
-        rng = random.Random(f"{runner}-{partitions}")
+        rng = random.Random(f"{runner}-{partitions}-{processes_count}-{during is not None}")
         probe = LatencyProbe(seeded, size["rate"], size["seconds"], rng)
+        operator = threading.Thread(target=during) if during is not None else None
+        if operator is not None:
+            operator.start()
         result: dict[str, Any] = dict(probe.run())
+        if operator is not None:
+            operator.join()
+            time.sleep(2)  # the projectors catch up with the last commands
     finally:
         for process in processes:
             process.terminate()
@@ -365,29 +374,11 @@ def measure_resize(seeded: dict[str, Any], size: dict[str, int]) -> dict[str, An
     """Four run_projectors processes on 4 partitions under the latency probe's
     load; a third of the way in, ``resize_partitions 8``, two thirds in, back
     to 4. Each step's time, the probe's latency over the whole run, and the
-    drift of every row from the write model once the projectors catch up."""
-    from django.conf import settings
-
-    from projections.expected import (
-        PRODUCT_FIELDS,
-        SELLER_FIELDS,
-        actual_products,
-        actual_sellers,
-        drift,
-        expected_products,
-        expected_sellers,
-    )
-    from projections.rebuild import analyze_read_side
+    drift of every row from the write model once the projectors stopped."""
     from projections.registry import project_all
     from projections.resize import resize
+    from projections.verify import verify
 
-    settings.PROJECTION_PARTITIONS = 4
-    wipe_read_side()
-    project_all()
-    analyze_read_side()
-    env = {"PROJECTION_PARTITIONS": "4"}
-    processes = [setup.manage("run_projectors", "--threads", "1", **env) for _ in range(4)]
-    time.sleep(4)
     steps: list[Any] = []
 
     def operator() -> None:
@@ -396,21 +387,9 @@ def measure_resize(seeded: dict[str, Any], size: dict[str, int]) -> dict[str, An
         time.sleep(size["seconds"] / 3)
         steps.extend(resize("products", 4))
 
-    try:
-        probe = LatencyProbe(seeded, size["rate"], size["seconds"], random.Random("resize"))
-        resizing = threading.Thread(target=operator)
-        resizing.start()
-        result: dict[str, Any] = dict(probe.run())
-        resizing.join()
-        time.sleep(2)  # the projectors catch up with the last commands
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
+    result = measure_latency("run_projectors", seeded, size, 4, 4, during=operator)
     project_all()  # whatever the processes left, if anything
-    drifted = len(drift(expected_products(), actual_products(), PRODUCT_FIELDS)) + len(
-        drift(expected_sellers(), actual_sellers(), SELLER_FIELDS)
-    )
+    drifted = sum(len(drift.rows) for drift in verify())
     if drifted:  # a benchmark of a resize that is not exact is a failed one
         raise AssertionError(f"{drifted} rows drifted from the write model after the resize")
     result["steps"] = [

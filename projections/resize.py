@@ -30,7 +30,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -51,6 +50,7 @@ from projections.models import (
 )
 from projections.rebuild import RebuildRunning, rebuild_lock
 from projections.registry import PROJECTIONS
+from projections.tasks import wake_after_commit
 
 MAX_PARTITIONS = 256
 # A merge gives up on aligning the partitions after this many rounds in
@@ -104,7 +104,7 @@ def resize(name: str, to: int, *, log: Callable[[str], None] = lambda line: None
         raise ResizeRefused(f"A rebuild or another resize is running: {running}") from None
     finally:
         forget_recent()
-    _wake_workers()
+    wake_after_commit()  # Celery's tasks for the new partitions now, not at the next command
     return steps
 
 
@@ -263,14 +263,6 @@ def _commit_durably() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('synchronous_commit', 'on', true)")
-
-
-def _wake_workers() -> None:
-    """Queue tasks for the new partitions now, not at the next command."""
-    if settings.CELERY_BROKER_URL:
-        from projections.tasks import wake_after_commit
-
-        wake_after_commit()
 
 
 __all__ = ["MAX_PARTITIONS", "ResizeRefused", "Step", "resize"]

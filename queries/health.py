@@ -62,16 +62,15 @@ def _broker() -> dict[str, Any]:
 
 def slowest_checkpoint(projector: str) -> LogPosition:
     """The lowest position over the projector's partitions; a missing one is at the start."""
-    rows = (
+    rows = list(
         Checkpoint.objects.using(READ_DB)
         .filter(projector=projector)
         .values_list("transaction_id", "position", "partitions")
     )
-    positions = [LogPosition(int(txid), int(position)) for txid, position, _ in rows]
     # Each row says how many there are (``Checkpoint.partitions``).
-    if not rows or len(positions) < max(count for *_, count in rows):
+    if not rows or len(rows) < max(count for *_, count in rows):
         return START
-    return min(positions)
+    return min(LogPosition(int(txid), int(position)) for txid, position, _ in rows)
 
 
 def projector_lags() -> dict[str, dict[str, Any]]:

@@ -45,10 +45,11 @@ pool_pass() {
   # pool on (not the engine's property test, pure batch arithmetic, nor the
   # rebuilds killed by SIGKILL, whose connections die with their process);
   # about a minute.
-  echo "== rebuild, verify, repair, engine and consistency tests on PostgreSQL with DATABASE_POOL=true"
+  echo "== rebuild, verify, repair, engine, consistency and resize tests on PostgreSQL with DATABASE_POOL=true"
   DATABASE_POOL=true on_postgres run_pytest \
     tests/projections/test_rebuild.py tests/projections/test_repair.py \
     tests/projections/test_engine.py tests/api/test_consistency.py \
+    tests/projections/test_resize.py \
     -k "not test_batches_of_any_size_equal and not test_a_rebuild_killed_half_way" "$@"
 }
 
