@@ -93,6 +93,13 @@ class Claims:
     def wanted() -> bool:
         return connections[READ_DB].vendor == "postgresql"
 
+    def follow(self, partitions: Sequence[Partition]) -> None:
+        """Divide these partitions of the same projectors from now on (a
+        resize changed them): rebalanced at once, not at the next second."""
+        if list(partitions) != self.partitions:
+            self.partitions = list(partitions)
+            self._next_rebalance = 0.0
+
     def owned(self) -> list[Partition]:
         """The partitions to try now, rebalanced when it is time."""
         if time.monotonic() >= self._next_rebalance:

@@ -110,7 +110,7 @@ class ProjectorLoop:
             for partition in range(projection.recent_partition_count())
         ]
         if self._claims is not None:
-            self._claims.partitions = [(p.name, partition) for p, partition in work]
+            self._claims.follow([(p.name, partition) for p, partition in work])
             owned = set(self._claims.owned())
             work = [(p, partition) for p, partition in work if (p.name, partition) in owned]
         if self._pool is None:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from eventstore import eventlog
 from eventstore.databases import READ_DB
 from eventstore.eventlog import LogPosition, StoredEvent
+from projections.engine import layout
 from projections.engine.checkpoints import (
     advance,
     checkpoint_position,
@@ -169,6 +170,7 @@ def run_batch(
     if instance.partitions != peek.partitions:  # resized since it last applied
         instance.partitions = peek.partitions
         instance.forget()
+        layout.forget_recent()  # so the process looks for the new partitions now
     where = instance.log_slice()
     if events is not None:
         # Handed in: the slice's part of them applies, the rest is passed.

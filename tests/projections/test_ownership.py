@@ -97,3 +97,20 @@ def test_owned_rebalances_only_when_it_is_time(monkeypatch):
         assert calls == [1]
     finally:
         worker.close()
+
+
+def test_a_resized_layout_is_divided_at_once():
+    """After a split the runner hands its claims the new partitions
+    (``Claims.follow``): they are claimed at the next look, not a second
+    later, and a merge's vanished partitions are let go."""
+    small = [("products", p) for p in range(2)] + [("sellers", 0)]
+    worker = Claims(small)
+    try:
+        assert set(worker.owned()) == set(small)
+        worker.follow(PARTITIONS)
+        assert set(worker.owned()) == set(PARTITIONS)  # within the second
+        worker.follow(small)
+        assert set(worker.owned()) == set(small)
+        assert worker.held == set(small)
+    finally:
+        worker.close()
