@@ -12,11 +12,6 @@ PROJECTIONS: dict[str, type[Projection]] = {
 }
 
 
-def partition_count(name: str) -> int:
-    """How many partitions the projector ``name`` has now."""
-    return PROJECTIONS[name].partition_count()
-
-
 def project_all(
     projections: Iterable[type[Projection]] | None = None,
     *,

@@ -27,10 +27,12 @@ own its product afterwards.
 """
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 
-from django.db import connections, transaction
+from django.conf import settings
+from django.db import OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,7 +40,7 @@ from eventstore.databases import READ_DB
 from eventstore.eventlog import LogPosition
 from projections.engine import catch_up, ensure_checkpoints, hold_partition
 from projections.engine.checkpoints import checkpoint_position, notify_checkpoints_changed
-from projections.engine.layout import forget_recent
+from projections.engine.layout import RECENT_SECONDS, forget_recent
 from projections.engine.projection import Projection
 from projections.models import (
     Checkpoint,
@@ -50,9 +52,17 @@ from projections.models import (
 )
 from projections.rebuild import RebuildRunning, rebuild_lock
 from projections.registry import PROJECTIONS
-from projections.tasks import wake_after_commit
+from projections.tasks import sweep, wake_after_commit
+
+logger = logging.getLogger(__name__)
 
 MAX_PARTITIONS = 256
+# A step waits at most this long for a running batch to let go of a
+# partition, while the partitions it holds already stand still; then it lets
+# go of them all and tries again, at most STEP_ATTEMPTS times.
+LOCK_WAIT_SECONDS = 2
+STEP_ATTEMPTS = 5
+LOCK_NOT_AVAILABLE = "55P03"
 # A merge gives up on aligning the partitions after this many rounds in
 # which none of them moved (one waits for a partition that cannot go on).
 STILL_ROUNDS = 3
@@ -69,7 +79,8 @@ class Step:
     before: int
     after: int
     seconds: float
-    # Events applied to bring the partitions to one place (a merge's).
+    # Events applied to bring the partitions to one place (a merge's), before
+    # the step's locks and under them.
     aligned: int = 0
 
 
@@ -85,6 +96,7 @@ def resize(name: str, to: int, *, log: Callable[[str], None] = lambda line: None
         raise ResizeRefused(f"A projector has from 1 to {MAX_PARTITIONS} partitions.")
     if connections[READ_DB].in_atomic_block:
         raise ResizeRefused("A resize runs its own transactions; none may be open.")
+    steps: list[Step] = []
     try:
         with rebuild_lock():
             ensure_checkpoints(projection)
@@ -94,9 +106,8 @@ def resize(name: str, to: int, *, log: Callable[[str], None] = lambda line: None
                     f"{name} has {count} partitions: it can go to that number times or "
                     f"divided by a power of two (splits and merges), not to {to}."
                 )
-            steps = []
             while count != to:
-                step = _step(projection, count, count * 2 if to > count else count // 2)
+                step = _step_when_free(projection, count, count * 2 if to > count else count // 2)
                 log(f"{name}: {step.before} -> {step.after} partitions in {step.seconds:.2f} s.")
                 steps.append(step)
                 count = step.after
@@ -104,8 +115,54 @@ def resize(name: str, to: int, *, log: Callable[[str], None] = lambda line: None
         raise ResizeRefused(f"A rebuild or another resize is running: {running}") from None
     finally:
         forget_recent()
-    wake_after_commit()  # Celery's tasks for the new partitions now, not at the next command
+        if steps:
+            _wake_workers()
     return steps
+
+
+def _wake_workers() -> None:
+    """Tasks for the new partitions now, and once more when every process's
+    recent count (``layout.RECENT_SECONDS``) has seen the resize: a command
+    in between wakes only the partitions its process knew of."""
+    wake_after_commit()
+    if settings.CELERY_BROKER_URL:
+        try:
+            sweep.apply_async(countdown=RECENT_SECONDS + 0.5, retry=False)
+        except Exception:  # the broker may be down: the beat's sweep will catch up
+            logger.warning("Could not queue a sweep after the resize.", exc_info=True)
+
+
+def _step_when_free(projection: type[Projection], count: int, after: int) -> Step:
+    """``_step``, tried again when a running batch kept a partition past
+    ``LOCK_WAIT_SECONDS`` (the step lets go of every partition meanwhile, so
+    a long batch never stops the others for long)."""
+    drawn = 0
+    for _ in range(STEP_ATTEMPTS):
+        if after < count:
+            drawn += _draw_together(projection)
+        try:
+            step = _step(projection, count, after)
+            return dataclasses.replace(step, aligned=step.aligned + drawn)
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+    raise ResizeRefused(
+        f"{projection.name}'s batches kept a partition for over {LOCK_WAIT_SECONDS} s "
+        f"{STEP_ATTEMPTS} times; try again."
+    )
+
+
+def _draw_together(projection: type[Projection]) -> int:
+    """Take every partition to the furthest one's place with ordinary
+    batches, beside the workers' and before the step's locks, so that the
+    step has only what came meanwhile to align while it holds them."""
+    positions = _positions(projection.name)
+    target = max(positions.values())
+    return sum(
+        catch_up(projection, partition, owner="resize", stop_at=target)
+        for partition, at in positions.items()
+        if at < target
+    )
 
 
 def _reachable(count: int, to: int) -> bool:
@@ -117,6 +174,7 @@ def _step(projection: type[Projection], count: int, after: int) -> Step:
     started = time.perf_counter()
     name = projection.name
     with transaction.atomic(using=READ_DB):
+        _wait_at_most(LOCK_WAIT_SECONDS)
         for partition in range(count):
             hold_partition(name, partition)
         rows = list(Checkpoint.objects.filter(projector=name).order_by("partition"))
@@ -254,6 +312,15 @@ def _merge(name: str, count: int) -> None:
     # Both halves applied every seller event up to here: their copies match.
     SellerFacts.objects.filter(projector=name, partition__gte=half).delete()
     _move_to(name, half)
+
+
+def _wait_at_most(seconds: int) -> None:
+    """Bound each lock wait of the transaction (PostgreSQL; SQLite's
+    writers wait for its busy timeout)."""
+    connection = connections[READ_DB]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{seconds}s"])
 
 
 def _commit_durably() -> None:

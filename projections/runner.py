@@ -109,6 +109,11 @@ class ProjectorLoop:
             for projection in self.projections
             for partition in range(projection.recent_partition_count())
         ]
+        # What it keeps of partitions a resize merged away goes with them.
+        current = {(p.name, partition) for p, partition in work}
+        for gone in (self._kept.keys() | self._known.keys()) - current:
+            self._kept.pop(gone, None)
+            self._known.pop(gone, None)
         if self._claims is not None:
             self._claims.follow([(p.name, partition) for p, partition in work])
             owned = set(self._claims.owned())

@@ -172,8 +172,9 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
             applied += result.applied
             if result.outcome is Outcome.APPLIED:
                 continue
-            if result.outcome is Outcome.GONE:  # merged away by a resize
-                _release_for_good(projection, partition)
+            if result.outcome is Outcome.GONE:  # merged away by a resize: forget it
+                with _claims_guard:
+                    _claims.pop((name, partition), None)
                 _redis().delete(pending)
                 return applied
             if result.outcome is Outcome.WAITING:  # for another partition: look again soon

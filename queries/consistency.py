@@ -316,15 +316,20 @@ class CheckpointWatch:
 
     def _apply(self, listener: psycopg.Connection[Any], payload: str) -> None:
         try:
-            projector, partition, txid, position, count = payload.split(":")
+            # An older release's projector sends no count: the last one read stands.
+            projector, partition, txid, position, *count = payload.split(":")
             key, moved = (projector, int(partition)), LogPosition(int(txid), int(position))
+            counted = [int(value) for value in count]
+            if len(counted) > 1:
+                raise ValueError(payload)
         except ValueError:
             self._read_all(listener)
             return
         with self._condition:
             if self._mine() and self._positions is not None:
                 self._positions[key] = moved
-                self._counts[projector] = int(count)
+                if counted:
+                    self._counts[projector] = counted[0]
                 self._condition.notify_all()
 
 

@@ -21,6 +21,7 @@ from eventstore.databases import READ_DB
 from eventstore.eventlog import LogPosition, StoredEvent
 from projections.engine import layout
 from projections.engine.checkpoints import (
+    PartitionGone,
     advance,
     checkpoint_position,
     kept_at,
@@ -215,7 +216,12 @@ def run_batch(
                     advanced = checkpoint
     except _HandlerFailed as failure:
         instance.forget()
-        return _recover(projection_class, partition, batch, failure, owner=owner)
+        return _recover(
+            projection_class, partition, instance.partitions, batch, failure, owner=owner
+        )
+    except PartitionGone:
+        instance.forget()
+        return BatchResult(Outcome.GONE)
     except BaseException:
         instance.forget()
         raise
@@ -257,6 +263,7 @@ def _hold(projection: Projection, events: Sequence[StoredEvent]) -> int:
 def _recover(
     projection_class: type[Projection],
     partition: int,
+    partitions: int,
     batch: Sequence[StoredEvent],
     failure: _HandlerFailed,
     *,
@@ -270,7 +277,7 @@ def _recover(
             if result.outcome is not Outcome.APPLIED:
                 return dataclasses.replace(result, applied=applied)
         return BatchResult(Outcome.APPLIED, applied, batch[-1].log_position)
-    record_failure(projection_class.name, partition, batch[0], failure.error)
+    record_failure(projection_class.name, partition, partitions, batch[0], failure.error)
     return BatchResult(Outcome.FAILED)
 
 

@@ -42,8 +42,13 @@ _TAKE_PARTITION_SQL = (
 )
 
 
+class PartitionGone(Exception):
+    """The projector has no such partition any more (a resize merged it away)."""
+
+
 def lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
-    """Take the partition for this transaction, or None when another worker has it.
+    """Take the partition for this transaction, or None when another worker
+    has it; raises ``PartitionGone`` when it has no checkpoint.
 
     On PostgreSQL a transaction-scoped advisory lock: unlike a row lock it
     gives the transaction no id until its first write, so the batch does not
@@ -63,7 +68,10 @@ def lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
             cursor.execute(_TAKE_PARTITION_SQL, [lock_key(name), partition])
             if not cursor.fetchone()[0]:
                 return None
-    return Checkpoint.objects.filter(projector=name, partition=partition).first()
+    checkpoint = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    if checkpoint is None:
+        raise PartitionGone(f"{name}[{partition}]")
+    return checkpoint
 
 
 def hold_partition(name: str, partition: int) -> None:

@@ -16,10 +16,11 @@ from eventstore.databases import READ_DB
 from eventstore.eventlog import StoredEvent
 from projections.engine.checkpoints import (
     checkpoint_position,
+    hold_partition,
     notify_checkpoints_changed,
     wait_for_checkpoint,
 )
-from projections.models import ParkedEvent
+from projections.models import Checkpoint, ParkedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,13 @@ def is_infrastructure_error(error: BaseException) -> bool:
     return verdict
 
 
-def record_failure(name: str, partition: int, event: StoredEvent, error: BaseException) -> None:
+def record_failure(
+    name: str, partition: int, partitions: int, event: StoredEvent, error: BaseException
+) -> None:
+    """Count a failed attempt at ``event`` on the partition, as ``partitions``
+    partitions divided the products when it failed; nothing when a resize
+    came between (the event may be another partition's now, or the partition
+    gone: its owner meets the event afresh)."""
     logger.warning(
         "Projector %s[%s] failed on event #%s (%s): %r",
         name,
@@ -76,8 +83,17 @@ def record_failure(name: str, partition: int, event: StoredEvent, error: BaseExc
         error,
     )
     with transaction.atomic(using=READ_DB):
-        checkpoint = wait_for_checkpoint(name, partition)
-        if checkpoint_position(checkpoint) >= event.log_position:
+        hold_partition(name, partition)
+        checkpoint = (
+            Checkpoint.objects.select_for_update()
+            .filter(projector=name, partition=partition)
+            .first()
+        )
+        if (
+            checkpoint is None
+            or checkpoint.partitions != partitions
+            or checkpoint_position(checkpoint) >= event.log_position
+        ):
             return
         checkpoint.failures += 1
         checkpoint.last_error = f"#{event.position} {event.event_type}: {error!r}"[:2000]

@@ -33,12 +33,7 @@ def partition_count(name: str, partitioned: bool) -> int:
         return 1
     if name in _pinned:
         return _pinned[name]
-    count = (
-        Checkpoint.objects.filter(projector=name)
-        .order_by()
-        .values_list("partitions", flat=True)
-        .first()
-    )
+    count = Checkpoint.objects.filter(projector=name).values_list("partitions", flat=True).first()
     counted = count if count is not None else int(settings.PROJECTION_PARTITIONS)
     _recent[name] = (time.monotonic(), counted)
     return counted

@@ -1,21 +1,21 @@
 """The partition count moves from the setting into the database: each
 checkpoint row says how many partitions its projector has, so a resize can
-change it online (``projections.resize``). Existing rows take the setting in
-effect when this migration runs, the count they were built with; rows of
-partitions beyond it (left by an earlier change of the setting) are dropped."""
+change it online (``projections.resize``). Existing rows take the count they
+stand for: the product projector's rows are its partitions 0 to N-1, made for
+the count it ran with, whatever the setting says where this migration runs."""
 
 from typing import Any
 
-from django.conf import settings
 from django.db import migrations, models
+from django.db.models import Max
 
 
-def count_from_setting(apps: Any, schema_editor: Any) -> None:
+def count_from_rows(apps: Any, schema_editor: Any) -> None:
     checkpoint = apps.get_model("projections", "Checkpoint")
     rows = checkpoint.objects.using(schema_editor.connection.alias).filter(projector="products")
-    count = settings.PROJECTION_PARTITIONS
-    rows.filter(partition__gte=count).delete()
-    rows.update(partitions=count)
+    highest = rows.aggregate(highest=Max("partition"))["highest"]
+    if highest is not None:
+        rows.update(partitions=highest + 1)
 
 
 class Migration(migrations.Migration):
@@ -30,6 +30,6 @@ class Migration(migrations.Migration):
             field=models.PositiveSmallIntegerField(default=1),
         ),
         migrations.RunPython(
-            count_from_setting, migrations.RunPython.noop, hints={"model_name": "checkpoint"}
+            count_from_rows, migrations.RunPython.noop, hints={"model_name": "checkpoint"}
         ),
     ]

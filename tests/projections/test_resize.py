@@ -4,12 +4,20 @@ partition to one place, and the read side stays exact."""
 
 import io
 import random
+import threading
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections, transaction
 
+from catalog import services as catalog
+from catalog.models import Product
+from eventstore import eventlog
 from eventstore.models import Event
-from projections.engine import Outcome, catch_up, run_batch
+from projections import resize as resize_module
+from projections.engine import Outcome, catch_up, hold_partition, run_batch
+from projections.engine.failures import record_failure
 from projections.models import Checkpoint, ParkedEvent
 from projections.projectors.products import ProductProjection
 from projections.rebuild import rebuild_lock
@@ -124,6 +132,83 @@ def test_a_merged_away_partition_is_gone(settings):
     assert catch_up(products, 3) == 0
     assert not Checkpoint.objects.filter(projector="products", partition=3).exists()
     assert products.partition_count() == 2
+
+
+@both_databases
+def test_a_stale_guess_of_a_merged_away_partition_is_gone_too(settings):
+    """A runner or a Celery claim keeps each partition's checkpoint as its
+    last batch left it (``known``): after a merge that guess still names the
+    partition, and the batch finds it gone (it once answered BUSY for ever)."""
+    settings.PROJECTION_PARTITIONS = 4
+    seed_catalog(random.Random(70), products=6)
+    project_all()
+    guess = Checkpoint.objects.get(projector="products", partition=3)
+    resize("products", 2)
+    product = next(p for p in Product.objects.order_by("pk") if p.pk % 4 == 3)
+    catalog.product_change_price(product_id=product.pk, price=product.price + 1)
+    assert run_batch(PROJECTIONS["products"], 3, known=guess).outcome is Outcome.GONE
+
+
+@both_databases
+def test_a_failure_counted_after_a_resize_came_between_is_dropped(settings):
+    """A batch fails and rolls back; a resize commits before its failure is
+    counted: the event may be another partition's now, or the partition gone.
+    Nothing is counted (it once raised for a gone partition, ending the
+    runner, and counted a failure against a partition no longer its owner)."""
+    settings.PROJECTION_PARTITIONS = 4
+    seed_catalog(random.Random(71), products=6)
+    project_all()
+    event = eventlog.read_events(eventlog.START, 1)[0]
+    Checkpoint.objects.update(transaction_id=0, position=0)  # the event lies ahead of each
+    resize("products", 2)
+    record_failure("products", 3, 4, event, ValueError("gone"))
+    record_failure("products", 1, 4, event, ValueError("counted with 4"))
+    assert list(Checkpoint.objects.values_list("failures", flat=True)) == [0] * 3
+    record_failure("products", 1, 2, event, ValueError("counted with 2"))
+    assert Checkpoint.objects.get(projector="products", partition=1).failures == 1
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_step_lets_go_of_a_partition_a_batch_keeps_and_tries_again(settings, monkeypatch):
+    """A step waits at most LOCK_WAIT_SECONDS for each partition, since the
+    ones it holds already stand still: then it lets go of all of them and
+    tries again; a partition kept through every attempt refuses the resize."""
+    settings.PROJECTION_PARTITIONS = 2
+    seed_catalog(random.Random(72), products=6)
+    project_all()
+    monkeypatch.setattr(resize_module, "LOCK_WAIT_SECONDS", 1)
+    monkeypatch.setattr(resize_module, "STEP_ATTEMPTS", 2)
+
+    def keep_partition(seconds: float) -> threading.Thread:
+        taken = threading.Event()
+
+        def keep() -> None:
+            try:
+                with transaction.atomic(using="read"):
+                    hold_partition("products", 1)
+                    taken.set()
+                    time.sleep(seconds)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=keep)
+        thread.start()
+        assert taken.wait(5)
+        return thread
+
+    keeper = keep_partition(3.0)  # longer than both attempts
+    started = time.monotonic()
+    with pytest.raises(ResizeRefused, match="kept a partition"):
+        resize("products", 4)
+    assert time.monotonic() - started < 2.9
+    keeper.join()
+    assert Checkpoint.objects.filter(projector="products").count() == 2
+
+    keeper = keep_partition(1.5)  # let go during the second attempt's wait
+    assert [(step.before, step.after) for step in resize("products", 4)] == [(2, 4)]
+    keeper.join()
+    assert_layout(4)
 
 
 @both_databases
