@@ -197,15 +197,18 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 class LatencyProbe:
-    """Commands at a steady rate; visibility seen through the checkpoints' NOTIFY."""
+    """Commands at a steady rate, and when each became visible (``_watcher``)."""
 
     def __init__(self, seeded: dict[str, Any], rate: int, seconds: int, rng: random.Random):
         self.seeded = seeded
         self.rate = rate
         self.seconds = seconds
         self.rng = rng
-        self.pending: list[tuple[Any, float]] = []
+        # Each command's token, when it committed, and how long until its
+        # token was applied (None: not yet).
+        self.pending: list[tuple[Any, float, float | None]] = []
         self.latencies: list[float] = []
+        self.every_partition: list[float] = []
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.errors = 0
@@ -246,42 +249,43 @@ class LatencyProbe:
                 continue
             if positions:
                 with self.lock:
-                    self.pending.append((positions[-1], time.perf_counter()))
+                    self.pending.append((positions.token(), time.perf_counter(), None))
         connections.close_all()
 
     def _watcher(self) -> None:
+        """When each command became visible, as a query carrying its token
+        would see it: through a checkpoint watch like a web process's
+        (``queries.consistency``), which follows the checkpoints' NOTIFY
+        payloads; the token waits for the partitions that own its keys. And
+        when every partition had passed it (what a token without keys, a
+        seller's, waits for)."""
         from django.db import connections
 
-        from eventstore.eventlog import LogPosition
-        from eventstore.listen import listening_connection
-        from projections.engine import CHECKPOINTS_CHANNEL
+        from queries.consistency import CheckpointWatch
 
-        listener = listening_connection("read", CHECKPOINTS_CHANNEL)
-        reader = listening_connection("read", "bench_unused")
-        query = (
-            "SELECT transaction_id, position FROM projections_checkpoint "
-            "WHERE projector = 'products' ORDER BY transaction_id, position LIMIT 1"
-        )
-        while not self.done.is_set() or self.pending:
-            for _ in listener.notifies(timeout=0.05, stop_after=1):
-                pass
-            row = reader.execute(query).fetchone()
-            now = time.perf_counter()
-            if row is None:
-                continue
-            applied = LogPosition(int(row[0]), int(row[1]))
+        watch = CheckpointWatch()
+        seen = 0
+        while True:
             with self.lock:
-                still = []
-                for token, committed in self.pending:
-                    if token <= applied:
-                        self.latencies.append(now - committed)
-                    else:
-                        still.append((token, committed))
-                self.pending = still
+                pending = list(self.pending)
+            if not pending and self.done.is_set():
+                break
             if self.done.is_set() and time.perf_counter() > self.deadline:
                 break
-        listener.close()
-        reader.close()
+            seen = watch.wait_for_move(seen, time.monotonic() + 0.01)
+            now = time.perf_counter()
+            still = []
+            for token, committed, shown in pending:
+                if shown is None and watch.applied(token.position, "products", token.keys):
+                    shown = now - committed
+                    self.latencies.append(shown)
+                if watch.applied(token.position, "products"):
+                    self.every_partition.append(now - committed)
+                else:
+                    still.append((token, committed, shown))
+            with self.lock:
+                self.pending = still + self.pending[len(pending) :]
+        watch.stop()
         connections.close_all()
 
     def run(self) -> dict[str, float]:
@@ -298,13 +302,16 @@ class LatencyProbe:
         self.done.set()
         watcher.join()
         latencies = sorted(self.latencies)
+        every = sorted(self.every_partition)
         return {
-            "commands": len(latencies) + len(self.pending),
+            "commands": len(every) + len(self.pending),
             "seen": len(latencies),
             "errors": self.errors,
             "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else float("nan"),
             "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+            "every_partition_p50_ms": 1000 * statistics.median(every) if every else float("nan"),
+            "every_partition_p99_ms": 1000 * percentile(every, 0.99) if every else float("nan"),
         }
 
 

@@ -76,6 +76,13 @@ class LogPosition:
 
 START = LogPosition()
 
+# Events about one product name it under this payload key. Partitioned
+# projectors divide the log by it (``KeyedSlice``), and a consistency token
+# names the keys of its events (at most ``MAX_TOKEN_KEYS``), so a reader
+# waits only for the partitions that own them.
+PARTITION_KEY = "product_id"
+MAX_TOKEN_KEYS = 4
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredEvent:

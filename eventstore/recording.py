@@ -22,9 +22,16 @@ from django.dispatch import Signal, receiver
 
 from eventstore.correlation import current_request_id
 from eventstore.databases import WRITE_DB
-from eventstore.eventlog import EVENT_WRITER_LOCK, EVENT_WRITER_SETTING, LogPosition
+from eventstore.eventlog import (
+    EVENT_WRITER_LOCK,
+    EVENT_WRITER_SETTING,
+    MAX_TOKEN_KEYS,
+    PARTITION_KEY,
+    LogPosition,
+)
 from eventstore.events import DomainEvent, domain_event
 from eventstore.models import Event
+from eventstore.tokens import Token
 
 # Sent once after a transaction that recorded events commits.
 events_committed = Signal()
@@ -135,18 +142,61 @@ def declare_redaction() -> None:
 
 EVENTS_CHANNEL = "storefront_events"
 
-_captured: contextvars.ContextVar[list[LogPosition] | None] = contextvars.ContextVar(
+
+def notify_payload(payload: dict[str, Any]) -> str:
+    """What an event's NOTIFY says: its key (``PARTITION_KEY``), or nothing
+    when it names none (it may concern every partition)."""
+    key = payload.get(PARTITION_KEY)
+    return str(key) if type(key) is int else ""
+
+
+def notified_key(payload: str) -> int | None:
+    """The key a NOTIFY on ``EVENTS_CHANNEL`` names; None: any partition's
+    (no key, or an older release's empty payload)."""
+    return int(payload) if payload.isdigit() and len(payload) <= 19 else None
+
+
+class Captured(list[LogPosition]):
+    """The log positions of the events recorded in a block, and the keys
+    (``PARTITION_KEY``) they named: the products whose partitions must pass
+    the last position before a reader sees them all. ``keys`` is None once an
+    event named none (it may concern any partition), or more than
+    ``MAX_TOKEN_KEYS`` were named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: set[int] | None = set()
+
+    def token(self) -> Token:
+        """What a consistency token of the block says: its last position, its keys."""
+        return Token(self[-1], frozenset(self.keys) if self.keys else None)
+
+    def note(self, position: LogPosition, payload: dict[str, Any]) -> None:
+        self.append(position)
+        key = payload.get(PARTITION_KEY)
+        if self.keys is None:
+            return
+        if type(key) is not int:
+            self.keys = None
+            return
+        self.keys.add(key)
+        if len(self.keys) > MAX_TOKEN_KEYS:
+            self.keys = None
+
+
+_captured: contextvars.ContextVar[Captured | None] = contextvars.ContextVar(
     "captured_events", default=None
 )
 
 
 @contextlib.contextmanager
-def capture_positions() -> Iterator[list[LogPosition]]:
-    """Collect the log positions of the events recorded inside the block.
+def capture_positions() -> Iterator[Captured]:
+    """Collect the log positions of the events recorded inside the block,
+    and the keys they named (``Captured``).
 
-    The query side turns the last one into a consistency token.
+    The query side turns the last one, with the keys, into a consistency token.
     """
-    positions: list[LogPosition] = []
+    positions = Captured()
     reset = _captured.set(positions)
     try:
         yield positions
@@ -175,11 +225,15 @@ def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Delivered by PostgreSQL when (and only if) the transaction commits;
-            # repeats within one transaction are folded into one.
-            cursor.execute("SELECT pg_notify(%s, '')", [EVENTS_CHANNEL])
+            # repeats within one transaction are folded into one. The payload
+            # is the event's key (``notified_key``): a projector process wakes
+            # at once only for the partitions that own it.
+            cursor.execute(
+                "SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, notify_payload(stored.payload)]
+            )
     captured = _captured.get()
     if captured is not None:
-        captured.append(LogPosition(stored.transaction_id or 0, stored.position))
+        captured.note(LogPosition(stored.transaction_id or 0, stored.position), stored.payload)
     _after_commit_send_events_committed(connection)
     return stored
 

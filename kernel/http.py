@@ -90,15 +90,17 @@ def domain_errors() -> Iterator[None]:
 def run_command[T](command: Callable[[], T]) -> tuple[T, str]:
     """Run ``command`` and return its result with a consistency token.
 
-    The token is the position of the last event the command recorded, signed
-    (``eventstore.tokens.issue_token``); a command that changed nothing gets
-    the log's current tail, so reading with it still shows the state the
-    command found.
+    The token is the position of the last event the command recorded, with
+    the keys its events named, signed (``eventstore.tokens.issue_token``); a
+    command that changed nothing gets the log's current tail, so reading with
+    it still shows the state the command found.
     """
     with capture_positions() as positions, domain_errors():
         result = command()
-    token = positions[-1] if positions else tail()
-    return result, issue_token(token)
+    if not positions:
+        return result, issue_token(tail())
+    token = positions.token()
+    return result, issue_token(token.position, token.keys)
 
 
 class BoundedJSONParser(JSONParser):

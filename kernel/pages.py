@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from eventstore.eventlog import LogPosition
+from eventstore.tokens import Token
 
 PENDING_WRITE_KEY = "pending_write"
 RETRY_AFTER_SECONDS = 5
@@ -52,12 +52,12 @@ def product_page(
     return render(request, product_id, review_form=review_form, status=status)
 
 
-def remember_pending_write(request: HttpRequest, *, product_id: int, token: LogPosition) -> None:
+def remember_pending_write(request: HttpRequest, *, product_id: int, token: Token) -> None:
     """Make the next view of the product wait until it shows this write."""
-    request.session[PENDING_WRITE_KEY] = {"product_id": product_id, "token": token.token()}
+    request.session[PENDING_WRITE_KEY] = {"product_id": product_id, "token": token.value()}
 
 
-def pending_write(request: HttpRequest, product_id: int) -> LogPosition | None:
+def pending_write(request: HttpRequest, product_id: int) -> Token | None:
     """The write the signed-in user is waiting to see on this product, once."""
     if not request.user.is_authenticated:
         return None
@@ -66,6 +66,6 @@ def pending_write(request: HttpRequest, product_id: int) -> LogPosition | None:
         return None
     del request.session[PENDING_WRITE_KEY]
     try:
-        return LogPosition.from_token(str(pending.get("token")))
+        return Token.from_value(str(pending.get("token")))
     except ValueError:
         return None

@@ -3,7 +3,11 @@
 On PostgreSQL it sleeps on ``LISTEN storefront_events`` (the write side
 notifies on commit), so new events are projected within milliseconds without
 polling; a timeout still sweeps every second in case a notification was
-missed. On SQLite it polls, backing off from 20 ms to 1 s while idle.
+missed. Each notification names its event's key (the product): a process
+wakes at once for a commit one of its partitions owns (or one that names no
+key), and only ``PASS_OVER_SECONDS`` later for the others', which its
+partitions then pass over in one go. On SQLite it polls, backing off from
+20 ms to 1 s while idle.
 
 A database that cannot be reached or refuses for a moment (the read database
 down, a connection killed, a deadlock, a lock or idle-transaction timeout:
@@ -28,7 +32,7 @@ from django.db import connections
 
 from eventstore.databases import WRITE_DB
 from eventstore.listen import listening_connection
-from eventstore.recording import EVENTS_CHANNEL
+from eventstore.recording import EVENTS_CHANNEL, notified_key
 from projections.engine import (
     Projection,
     SharedReads,
@@ -48,6 +52,9 @@ FIRST_OUTAGE_WAIT_SECONDS = 0.5
 MAX_OUTAGE_WAIT_SECONDS = 5.0
 # A partition's turn in a pass: batches for about this long, then the next one.
 TURN_SECONDS = 0.5
+# A commit of another process's partitions only: this process's partitions
+# pass over it (and any more by then) this long after.
+PASS_OVER_SECONDS = 0.1
 
 
 def _close_connections() -> None:
@@ -92,6 +99,8 @@ class ProjectorLoop:
         # The partitions this process works on, when it runs for good beside
         # others (``projections.ownership``); None: every partition.
         self._claims: Claims | None = None
+        # Those of the last pass: a commit that concerns one wakes it at once.
+        self._mine: list[tuple[type[Projection], int]] = []
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -123,6 +132,7 @@ class ProjectorLoop:
         reads = SharedReads()
         self._waiting = False
         self._unfinished: set[tuple[str, int]] = set()
+        self._mine = work
         futures = [self._pool.submit(self._catch_up, *item, reads) for item in work]
         return sum(future.result() for future in futures)
 
@@ -201,7 +211,10 @@ class ProjectorLoop:
                         # a parked event keeps a list waiting until someone acts.
                         waiting_wait = MIN_POLL_SECONDS if applied else waiting_wait * 2
                         self.stopping.wait(min(waiting_wait, SWEEP_SECONDS))
-                    elif not applied:
+                    elif not applied or self._listener is not None:
+                        # Every partition read the log to its end, and a
+                        # commit since then has notified: nothing to look for
+                        # until a notification comes (or the sweep's second).
                         self._idle(idle_wait)
                 except Exception as error:
                     if not is_infrastructure_error(error):
@@ -246,14 +259,39 @@ class ProjectorLoop:
         self._listener = listening_connection(WRITE_DB, EVENTS_CHANNEL)
 
     def _wait_for_notification(self, timeout: float) -> None:
+        """Until a commit concerns one of this process's partitions (``_concerns``),
+        or ``PASS_OVER_SECONDS`` after one that does not (its partitions then
+        pass over it, for the readers that wait for every partition), or the
+        sweep's ``timeout``."""
         assert self._listener is not None
         deadline = time.monotonic() + timeout
         while not self.stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            for _ in self._listener.notifies(timeout=min(remaining, 0.25), stop_after=1):
+            payloads = [
+                notify.payload
+                for notify in self._listener.notifies(timeout=min(remaining, 0.25), stop_after=1)
+            ]
+            if not payloads:
+                continue
+            # The ones queued behind it are commits the next pass sees too:
+            # one pass for all of them, not one more (empty) pass each.
+            payloads += [notify.payload for notify in self._listener.notifies(timeout=0)]
+            if any(self._concerns(payload) for payload in payloads):
                 return
+            deadline = min(deadline, time.monotonic() + PASS_OVER_SECONDS)
+
+    def _concerns(self, payload: str) -> bool:
+        """Whether a commit's NOTIFY names a key one of this process's
+        partitions owns (``notified_key``; none named: every partition's)."""
+        key = notified_key(payload)
+        if key is None:
+            return True
+        return any(
+            partition == key % projection.recent_partition_count()
+            for projection, partition in self._mine
+        )
 
     def _unclaim(self) -> None:
         if self._claims is not None:

@@ -34,7 +34,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.viewsets import ViewSet
 
 from eventstore import tokens
-from eventstore.eventlog import LogPosition
+from eventstore.tokens import Token
 from kernel.http import ErrorSerializer
 from projections.models import ProductReadModel, SellerReadModel
 from queries import caching, consistency, selectors
@@ -89,7 +89,7 @@ ALLOWED = "GET, HEAD, OPTIONS"  # what DRF's viewset says in Allow
 logger = logging.getLogger(__name__)
 
 
-def requested_token(request: HttpRequest) -> tuple[LogPosition, bool] | None:
+def requested_token(request: HttpRequest) -> tuple[Token, bool] | None:
     """The consistency token the query carries, with whether it is fresh
     enough to wait for (``consistency.read_token``), or None. A malformed
     token, or one this server did not issue, is a 400 and never waits."""
@@ -108,10 +108,11 @@ def requested_token(request: HttpRequest) -> tuple[LogPosition, bool] | None:
         read = [tokens.read_token(raw) for raw in given]
     except tokens.InvalidToken:
         raise ValidationError({CONSISTENCY_PARAM: [FOREIGN_CONSISTENCY]}) from None
-    position, fresh = read[0]
-    if max(position.transaction_id, position.position) > selectors.MAX_ID:
+    token, fresh = read[0]
+    numbers = [token.position.transaction_id, token.position.position, *(token.keys or ())]
+    if max(numbers) > selectors.MAX_ID:
         raise ValidationError({CONSISTENCY_PARAM: [MALFORMED_CONSISTENCY]})
-    return position, fresh
+    return token, fresh
 
 
 @csrf_exempt  # it changes nothing; a POST gets the same JSON 404
@@ -283,7 +284,9 @@ class QueryViewSet(ViewSet):
         if requested is not None:
             self.carried_token = True
             token, fresh = requested
-            self.read_model_stale = not consistency.wait_for(token, self.projector, fresh=fresh)
+            self.read_model_stale = not consistency.wait_for(
+                token.position, self.projector, fresh=fresh, keys=token.keys
+            )
 
     @classmethod
     def as_view(cls, actions: Any = None, **initkwargs: Any) -> Any:

@@ -2,8 +2,11 @@
 
 A command answers with a consistency token: the log position of its last
 event, signed with the server's secret key and the moment it was issued
-(``issue_token``). A query that carries one waits, for a bounded time, until
-every partition of the projector has checkpointed at or past that position.
+(``issue_token``), with the keys its events named (the products they are
+about). A query that carries one waits, for a bounded time, until the
+partitions of the projector that own those keys have checkpointed at or past
+that position (an owner writes every row that shows its product, in its own
+batch), or every partition for a token without keys (``passed``).
 
 Waiting is a resource a client could try to hoard, so it is bounded:
 
@@ -27,7 +30,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -72,38 +75,46 @@ WATCH_TICK_SECONDS = 0.25
 WATCH_APPLICATION_NAME = "storefront-checkpoint-watch"
 
 
-def _passes(position: LogPosition, token: LogPosition) -> bool:
-    return position >= token
+Keys = frozenset[int] | None
 
 
-# Whether every partition is at or past the token: every row of the
-# projector passes, and there are as many rows as its partitions, by the
-# rows' own count (``Checkpoint.partitions``, which a resize changes with the
-# rows, in one transaction). A missing row is a partition at the log's start.
-_APPLIED_SQL = f"""
-    SELECT COALESCE(MIN(CASE WHEN transaction_id > %s
-                                  OR (transaction_id = %s AND position >= %s)
-                             THEN 1 ELSE 0 END), 0) = 1
-           AND COUNT(*) >= MAX(partitions)
+def passed(
+    positions: Mapping[int, LogPosition], count: int, token: LogPosition, keys: Keys = None
+) -> bool:
+    """Whether the partitions a token needs are at or past it: those owning
+    its keys (``key % count``; an owner also writes every row that shows its
+    product), or every one of the ``count`` when it names none. A partition
+    with no position is at the log's start."""
+    needed = range(count) if keys is None else {key % count for key in keys}
+    return all(positions.get(partition, START) >= token for partition in needed)
+
+
+_CHECKPOINTS_SQL = f"""
+    SELECT partition, transaction_id, position, partitions
     FROM {Checkpoint._meta.db_table}
     WHERE projector = %s
 """  # noqa: S608 - the table name is ours, the values are parameters
 
 
-def _applied(cursor: Any, token: LogPosition, projector: str) -> bool:
-    cursor.execute(
-        _APPLIED_SQL,
-        [token.transaction_id, token.transaction_id, token.position, projector],
-    )
-    return bool(cursor.fetchone()[0])
+def _applied(cursor: Any, token: LogPosition, projector: str, keys: Keys) -> bool:
+    """``passed`` over the projector's rows as they are now; their own count
+    says how many partitions there are (``Checkpoint.partitions``, which a
+    resize changes with the rows, in one transaction). No row: not yet."""
+    cursor.execute(_CHECKPOINTS_SQL, [projector])
+    rows = cursor.fetchall()
+    if not rows:
+        return False
+    positions = {int(row[0]): LogPosition(int(row[1]), int(row[2])) for row in rows}
+    return passed(positions, max(int(row[3]) for row in rows), token, keys)
 
 
-def is_applied(token: LogPosition, projector: str = PRODUCTS) -> bool:
-    """Whether every partition of ``projector`` has applied the event at ``token``."""
+def is_applied(token: LogPosition, projector: str = PRODUCTS, keys: Keys = None) -> bool:
+    """Whether ``projector`` has applied the event at ``token``: the
+    partitions owning ``keys``, or every one (``passed``)."""
     if token <= START:
         return True
     with connections[READ_DB].cursor() as cursor:
-        return _applied(cursor, token, projector)
+        return _applied(cursor, token, projector, keys)
 
 
 class _Waiters:
@@ -136,8 +147,10 @@ def wait_for(
     timeout: float | None = None,
     *,
     fresh: bool = True,
+    keys: Keys = None,
 ) -> bool:
-    """Block until ``projector`` has applied ``token``, for at most ``timeout``
+    """Block until ``projector`` has applied ``token`` (in the partitions that
+    own ``keys``, or in all: ``passed``), for at most ``timeout``
     seconds (``settings.CONSISTENCY_WAIT_SECONDS`` by default).
 
     Returns whether it was applied. Costs one query when it already is, and
@@ -148,7 +161,7 @@ def wait_for(
         timeout = settings.CONSISTENCY_WAIT_SECONDS
     started = time.monotonic()
     deadline = started + timeout
-    if is_applied(token, projector):
+    if is_applied(token, projector, keys):
         CONSISTENCY_WAITS.labels(projector, "applied").inc()
         return True
     if timeout <= 0 or not fresh:
@@ -159,15 +172,15 @@ def wait_for(
             CONSISTENCY_WAITS.labels(projector, "not_waited").inc()
             return False
         if connections[READ_DB].vendor == "postgresql":
-            applied = watch.wait(token, projector, deadline)
+            applied = watch.wait(token, projector, deadline, keys)
         else:
-            applied = _wait_polling(token, projector, deadline)
+            applied = _wait_polling(token, projector, deadline, keys)
     CONSISTENCY_WAITS.labels(projector, "applied_after_wait" if applied else "timeout").inc()
     CONSISTENCY_WAIT_SECONDS.labels(projector).observe(time.monotonic() - started)
     return applied
 
 
-def _wait_polling(token: LogPosition, projector: str, deadline: float) -> bool:
+def _wait_polling(token: LogPosition, projector: str, deadline: float, keys: Keys) -> bool:
     pause = POLL_FIRST_SECONDS
     while True:
         remaining = deadline - time.monotonic()
@@ -175,7 +188,7 @@ def _wait_polling(token: LogPosition, projector: str, deadline: float) -> bool:
             return False
         time.sleep(min(pause, remaining))
         pause = min(pause * 2, POLL_MAX_SECONDS)
-        if is_applied(token, projector):
+        if is_applied(token, projector, keys):
             return True
 
 
@@ -194,7 +207,8 @@ class CheckpointWatch:
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._positions: dict[tuple[str, int], LogPosition] | None = None
+        # Each projector's partitions' positions.
+        self._positions: dict[str, dict[int, LogPosition]] | None = None
         # Each projector's partitions, as its rows said when last read whole
         # (a resize changes them and tells the watch to read again).
         self._counts: dict[str, int] = {}
@@ -202,19 +216,44 @@ class CheckpointWatch:
         self._failed = False
         self._waiting = 0
         self._last_waiter = time.monotonic()
+        self._moves = 0  # positions read or moved so far (``wait_for_move``)
 
-    def wait(self, token: LogPosition, projector: str, deadline: float) -> bool:
+    def wait(self, token: LogPosition, projector: str, deadline: float, keys: Keys = None) -> bool:
         with self._condition:
             self._waiting += 1
             try:
                 self._start()
                 while True:
-                    if self._positions is not None and self._applied(token, projector):
+                    if self._positions is not None and self._applied(token, projector, keys):
                         return True
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._failed:
                         return False
                     self._condition.wait(remaining)
+            finally:
+                self._waiting -= 1
+                self._last_waiter = time.monotonic()
+
+    def applied(self, token: LogPosition, projector: str, keys: Keys = None) -> bool:
+        """Whether the watch has seen ``token`` applied, without waiting."""
+        with self._condition:
+            return self._positions is not None and self._applied(token, projector, keys)
+
+    def wait_for_move(self, seen: int, deadline: float) -> int:
+        """Sleep until a checkpoint has moved since the watch's count of moves
+        was ``seen`` (or until ``deadline``), and return the count now: for
+        one caller that follows many tokens at once (``applied`` tells it
+        whether each is)."""
+        with self._condition:
+            self._waiting += 1
+            try:
+                self._start()
+                while self._moves == seen and not self._failed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._condition.wait(remaining)
+                return self._moves
             finally:
                 self._waiting -= 1
                 self._last_waiter = time.monotonic()
@@ -229,15 +268,12 @@ class CheckpointWatch:
         if thread is not None:
             thread.join(timeout)
 
-    def _applied(self, token: LogPosition, projector: str) -> bool:
+    def _applied(self, token: LogPosition, projector: str, keys: Keys) -> bool:
         assert self._positions is not None
         count = self._counts.get(projector)
         if count is None:  # no checkpoint of it seen yet: a batch's payload will say
             return False
-        return all(
-            _passes(self._positions.get((projector, partition), START), token)
-            for partition in range(count)
-        )
+        return passed(self._positions.get(projector, {}), count, token, keys)
 
     def _start(self) -> None:
         """With the condition held: make sure a thread is watching."""
@@ -307,18 +343,20 @@ class CheckpointWatch:
         ).fetchall()
         with self._condition:
             if self._mine():
-                self._positions = {
-                    (projector, partition): LogPosition(int(txid), int(position))
-                    for projector, partition, txid, position, _ in rows
-                }
+                positions: dict[str, dict[int, LogPosition]] = {}
+                for projector, partition, txid, position, _ in rows:
+                    moved = LogPosition(int(txid), int(position))
+                    positions.setdefault(projector, {})[int(partition)] = moved
+                self._positions = positions
                 self._counts = {projector: int(count) for projector, *_, count in rows}
+                self._moves += 1
                 self._condition.notify_all()
 
     def _apply(self, listener: psycopg.Connection[Any], payload: str) -> None:
         try:
             # An older release's projector sends no count: the last one read stands.
             projector, partition, txid, position, *count = payload.split(":")
-            key, moved = (projector, int(partition)), LogPosition(int(txid), int(position))
+            number, moved = int(partition), LogPosition(int(txid), int(position))
             counted = [int(value) for value in count]
             if len(counted) > 1:
                 raise ValueError(payload)
@@ -327,9 +365,10 @@ class CheckpointWatch:
             return
         with self._condition:
             if self._mine() and self._positions is not None:
-                self._positions[key] = moved
+                self._positions.setdefault(projector, {})[number] = moved
                 if counted:
                     self._counts[projector] = counted[0]
+                self._moves += 1
                 self._condition.notify_all()
 
 

@@ -14,9 +14,10 @@ from queries.serializers import FILTER_NAMES, NO_NUL_PATTERN, PAGE_NAMES, SEARCH
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_PARAM = "consistency_token"
 STALE_HEADER = "X-Read-Model-Stale"
-# ``<transaction id>-<position>.<moment>.<signature>`` (``eventstore.tokens``).
-TOKEN_PATTERN = r"[0-9]+-[0-9]+\.[0-9A-Za-z]+\.[0-9A-Za-z_-]+"  # noqa: S105 (a shape)
-TOKEN_MAX_LENGTH = 120
+# ``<transaction id>-<position>[-<key>...].<moment>.<signature>``, with up to
+# four keys (``eventstore.tokens``).
+TOKEN_PATTERN = r"[0-9]+(?:-[0-9]+){1,5}\.[0-9A-Za-z]+\.[0-9A-Za-z_-]+"  # noqa: S105 (a shape)
+TOKEN_MAX_LENGTH = 200
 TOKEN_SCHEMA = {"type": "string", "pattern": f"^{TOKEN_PATTERN}$", "maxLength": TOKEN_MAX_LENGTH}
 
 

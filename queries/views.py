@@ -169,7 +169,7 @@ def render_product_page(
     notice = None
     pending = pending_write(request, product_id)
     if pending is not None:
-        if consistency.wait_for(pending, consistency.PRODUCTS):
+        if consistency.wait_for(pending.position, consistency.PRODUCTS, keys=pending.keys):
             notice = ("success", "Thank you! Your review is published.")
         else:
             notice = (

@@ -107,6 +107,6 @@ def review_create(request: HttpRequest, product_id: int) -> HttpResponse:
         except DomainError as error:
             form.add_domain_error(error)
         else:
-            remember_pending_write(request, product_id=product_id, token=positions[-1])
+            remember_pending_write(request, product_id=product_id, token=positions.token())
             return redirect(f"{page_url}#reviews-title")
     return product_page(request, product_id, review_form=form, status=400)

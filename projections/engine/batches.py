@@ -27,6 +27,7 @@ from projections.engine.checkpoints import (
     kept_at,
     lock_checkpoint,
     look_at,
+    pass_over,
     unchanged,
 )
 from projections.engine.failures import is_infrastructure_error, record_failure
@@ -189,6 +190,16 @@ def run_batch(
         return BatchResult(Outcome.IDLE, position=start)
     if events is not None and not next_in_log(batch, start, peek.skip_snapshot, where, through):
         return BatchResult(Outcome.BUSY, position=start)
+    if events is None and not batch:
+        # Only other slices' events: most batches of a partition among many.
+        started = time.perf_counter()
+        moved = pass_over(peek, through, owner)
+        if moved is not None:
+            if instance.kept_at != kept_at(peek):
+                instance.forget()
+            instance.kept_at = kept_at(moved)
+            batch_applied(name, partition, 0, time.perf_counter() - started)
+            return BatchResult(Outcome.APPLIED, 0, through, moved, more)
     kept, instance.kept_at = instance.kept_at, None  # unknown until this batch commits
     advanced: Checkpoint | None = None
     waiting = False

@@ -6,6 +6,7 @@ it is the partition's ownership; a busy partition is skipped, and a dead
 worker's lock goes with its connection.
 """
 
+import copy
 import zlib
 from typing import Any
 
@@ -160,6 +161,66 @@ _ADVANCE_SQL = f"""
     WHERE id = %s
     RETURNING pg_notify(%s, %s)
 """  # noqa: S608  (the model's own table name)
+
+
+# A partition whose slice held nothing up to ``through`` only moves its
+# checkpoint: one statement in a transaction of its own (autocommit), with
+# the partition's lock, the same relaxed durability as a batch, and the
+# checkpoint as the caller last saw it (``peek``) as its condition. No row
+# when the partition is busy, or moved, failed, halted, repaired or resized
+# since the caller looked: the caller then takes the ordinary path.
+_PASS_OVER_SQL = f"""
+    WITH taken AS (
+        SELECT pg_try_advisory_xact_lock(%s, %s) AS ok,
+               set_config('synchronous_commit', 'off', true)
+    )
+    UPDATE {Checkpoint._meta.db_table}
+    SET transaction_id = %s, position = %s, owner = %s, heartbeat_at = %s, updated_at = %s
+    FROM taken
+    WHERE taken.ok AND id = %s
+      AND transaction_id = %s AND position = %s AND partitions = %s AND skip_snapshot = %s
+      AND updated_at = %s AND failures = 0 AND halted_at_position IS NULL AND last_error = ''
+    RETURNING pg_notify(%s, %s)
+"""  # noqa: S608  (the model's own table name)
+
+
+def pass_over(peek: Checkpoint, through: LogPosition, owner: str) -> Checkpoint | None:
+    """Move a partition's checkpoint from where ``peek`` says to ``through``
+    with nothing to apply on the way (its slice had no event there), in one
+    round trip on PostgreSQL; the checkpoint as moved, or None when the
+    statement found the partition busy or changed since ``peek`` (or on
+    SQLite), and the caller must take a batch's ordinary path."""
+    connection = connections[READ_DB]
+    if connection.vendor != "postgresql" or peek.failures or peek.last_error:
+        return None
+    if peek.halted_at_position is not None or connection.in_atomic_block:
+        return None
+    moved = copy.copy(peek)
+    now = timezone.now()
+    moved.transaction_id, moved.position = through.transaction_id, through.position
+    moved.owner, moved.heartbeat_at, moved.updated_at = owner, now, now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PASS_OVER_SQL,
+            [
+                lock_key(peek.projector),
+                peek.partition,
+                moved.transaction_id,
+                moved.position,
+                owner,
+                now,
+                now,
+                peek.pk,
+                peek.transaction_id,
+                peek.position,
+                peek.partitions,
+                peek.skip_snapshot,
+                peek.updated_at,
+                CHECKPOINTS_CHANNEL,
+                checkpoint_payload(moved),
+            ],
+        )
+        return moved if cursor.fetchone() is not None else None
 
 
 def mark_retried_resolved(name: str, partition: int, position: LogPosition) -> None:

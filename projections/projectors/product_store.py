@@ -36,7 +36,14 @@ from typing import Any
 from django.db.models import F, Q
 from django.utils import timezone
 
-from eventstore.eventlog import START, KeyedSlice, LogPosition, StoredEvent, stream_events
+from eventstore.eventlog import (
+    PARTITION_KEY,
+    START,
+    KeyedSlice,
+    LogPosition,
+    StoredEvent,
+    stream_events,
+)
 from eventstore.upcasting import upcast
 from projections.engine import Projection
 from projections.models import (
@@ -140,7 +147,7 @@ class ProductStore(Projection):
     def log_slice(self) -> KeyedSlice | None:
         if not self.shares_rows:
             return None
-        return KeyedSlice("product_id", self.partitions, self.partition)
+        return KeyedSlice(PARTITION_KEY, self.partitions, self.partition)
 
     def apply(self, event: StoredEvent) -> None:
         product_id = event.payload.get("product_id")

@@ -429,3 +429,79 @@ def test_a_token_issued_too_long_ago_is_not_waited_for(api, settings):
     assert time.monotonic() - started < 0.5
     assert response.status_code == 200
     assert response["X-Read-Model-Stale"] == "true"
+
+
+@both_databases
+def test_a_token_with_keys_waits_only_for_the_partitions_that_own_them(settings):
+    """A command's token names the products its events were about; their
+    owners write every row that shows them, so the owners passing the token
+    is enough. Before, every partition had to pass it."""
+    settings.PROJECTION_PARTITIONS = 4
+    set_checkpoints("products", 3, 9)
+    Checkpoint.objects.filter(projector="products", partition__in=[1, 2]).update(
+        transaction_id=3, position=10
+    )
+    at = LogPosition(3, 10)
+    assert consistency.is_applied(at, keys=frozenset({5}))  # 5 % 4 == 1
+    assert consistency.is_applied(at, keys=frozenset({5, 6}))  # 1 and 2
+    assert not consistency.is_applied(at, keys=frozenset({5, 7}))  # 3 is behind
+    assert not consistency.is_applied(at)  # no keys: every partition
+    assert consistency.wait_for(at, timeout=0, keys=frozenset({9})) is True
+    assert consistency.wait_for(at, timeout=0) is False
+
+
+@pytest.mark.postgres
+@threaded
+def test_on_postgres_the_watch_ends_a_wait_when_the_owner_alone_has_passed(settings):
+    settings.PROJECTION_PARTITIONS = 2
+    advance_checkpoints(1, 1)
+    helper = later(0.1, lambda: move_partitions([1], 3, 10))
+    started = time.monotonic()
+    assert consistency.wait_for(LogPosition(3, 10), timeout=3, keys=frozenset({7})) is True
+    assert time.monotonic() - started < 2
+    helper.join()
+    assert consistency.wait_for(LogPosition(3, 10), timeout=0.3) is False  # 0 is behind
+
+
+@both_databases
+def test_a_commands_token_names_its_products_or_none():
+    """What ``run_command`` answers: the products its events named, none
+    when an event named none (a seller's), or when they named too many."""
+    from catalog import services as catalog
+    from eventstore.tokens import read_token
+    from kernel.http import run_command
+    from tests.factories import product as make_product
+
+    _seller, seller_token = run_command(
+        lambda: catalog.seller_register(name="S", reputation="4.00")
+    )
+    assert read_token(seller_token)[0].keys is None
+    product = make_product(price="9.99", stock=1)
+    _, stock_token = run_command(
+        lambda: catalog.product_change_stock(product_id=product.pk, quantity=3)
+    )
+    assert read_token(stock_token)[0].keys == frozenset({product.pk})
+    more = [make_product(price="9.99", stock=1) for _ in range(5)]
+
+    def restock(products, quantity):
+        for each in products:
+            catalog.product_change_stock(product_id=each.pk, quantity=quantity)
+
+    _, four = run_command(lambda: restock(more[:4], 7))
+    assert read_token(four)[0].keys == frozenset(each.pk for each in more[:4])
+    _, five = run_command(lambda: restock(more, 8))
+    assert read_token(five)[0].keys is None
+
+
+def test_a_token_of_an_older_release_names_no_keys_and_keys_are_signed():
+    from eventstore.tokens import InvalidToken, read_token
+
+    signer = signing.TimestampSigner(salt=TOKEN_SALT, sep=".")
+    assert read_token(signer.sign("3-10"))[0].keys is None
+    issued = issue_token(LogPosition(3, 10), {5})
+    assert read_token(issued)[0].keys == frozenset({5})
+    value, rest = issued.split(".", 1)
+    with pytest.raises(InvalidToken):
+        read_token(value.replace("-5", "-6") + "." + rest)
+    with pytest.raises(InvalidToken):
+        read_token(signer.sign("3-10-1-2-3-4-5"))  # more keys than a token names

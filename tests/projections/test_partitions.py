@@ -5,14 +5,20 @@ only, and reaches other partitions' rows through the fan-out and the lists."""
 import random
 from decimal import Decimal
 
+import psycopg
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from catalog import services as catalog
 from catalog.models import Product
 from eventstore import eventlog
 from eventstore.eventlog import KeyedSlice
+from eventstore.listen import connection_params
 from eventstore.models import Event
 from projections.engine import Outcome, catch_up, ensure_checkpoints, run_batch
+from projections.engine.checkpoints import lock_key
 from projections.models import Checkpoint, ProductFacts, ProductReadModel
 from projections.projectors.products import ProductProjection, partition_of
 from projections.registry import PROJECTIONS, project_all
@@ -148,3 +154,40 @@ def test_a_retried_event_of_a_slice_is_checked_against_the_slice(settings):
     assert run_batch(products, partition, events=sellers).outcome is Outcome.APPLIED
     assert run_batch(products, partition, events=own[:1]).outcome is Outcome.APPLIED
     assert run_batch(products, partition, events=own[:1]).outcome is Outcome.BUSY  # again
+
+
+@pytest.mark.postgres
+@both_databases
+def test_a_partition_with_nothing_of_its_own_passes_over_in_one_statement_unless_busy(settings):
+    """Most batches of a partition among many find only other slices' events
+    and move the checkpoint (``checkpoints.pass_over``): one statement, which
+    still takes the partition's lock and checks the checkpoint it was given."""
+    settings.PROJECTION_PARTITIONS = 2
+    seed_catalog(random.Random(5), products=4)
+    project_all()
+    product = next(p for p in Product.objects.all() if partition_of(p.pk, 2) == 0)
+    catalog.product_change_stock(product_id=product.pk, quantity=41)
+    peek = Checkpoint.objects.get(projector="products", partition=1)
+    last = Event.objects.order_by("-position").first()
+
+    with psycopg.connect(**connection_params("read")) as other, other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(%s, 1)", [lock_key("products")])
+        busy = run_batch(ProductProjection, 1, known=peek)
+    assert busy.outcome is Outcome.BUSY
+    assert Checkpoint.objects.get(projector="products", partition=1).position == peek.position
+
+    with CaptureQueriesContext(connections["read"]) as queries:
+        passed = run_batch(ProductProjection, 1, known=peek)
+    assert (passed.outcome, passed.applied) == (Outcome.APPLIED, 0)
+    assert len(queries) == 1
+    moved = Checkpoint.objects.get(projector="products", partition=1)
+    assert moved.position == last.position == passed.checkpoint.position
+    assert moved.updated_at == passed.checkpoint.updated_at  # the next batch's guess holds
+
+    # A guess the checkpoint no longer matches (a repair touched it) takes
+    # the ordinary path, which looks again.
+    catalog.product_change_stock(product_id=product.pk, quantity=42)
+    Checkpoint.objects.filter(projector="products", partition=1).update(updated_at=timezone.now())
+    again = run_batch(ProductProjection, 1, known=passed.checkpoint)
+    assert (again.outcome, again.applied) == (Outcome.APPLIED, 0)
+    assert Checkpoint.objects.get(projector="products", partition=1).position > last.position

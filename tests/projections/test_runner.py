@@ -2,13 +2,18 @@
 and only that."""
 
 import threading
+import time
 
 import psycopg
 import pytest
-from django.db import InternalError
+from django.db import InternalError, connections
 
+from catalog import services as catalog
+from eventstore.listen import listening_connection
+from eventstore.recording import EVENTS_CHANNEL
 from projections import runner
 from projections.registry import PROJECTIONS
+from tests import factories
 
 pytestmark = pytest.mark.django_db(databases=["default", "read"], transaction=True)
 
@@ -76,3 +81,50 @@ def test_any_other_error_is_a_bug_and_ends_the_loop(monkeypatch):
     failures = run(loop)
 
     assert [type(failure) for failure in failures] == [KeyError]
+
+
+def notify(payload: str) -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, payload])
+
+
+@pytest.mark.postgres
+def test_a_commits_notification_names_its_product_or_nothing():
+    listener = listening_connection("default", EVENTS_CHANNEL)
+    try:
+        seller = factories.seller()
+        product = factories.product(seller_obj=seller)
+        catalog.product_change_stock(product_id=product.pk, quantity=3)
+        payloads = [notify.payload for notify in listener.notifies(timeout=0.5)]
+    finally:
+        listener.close()
+    # The seller's registration names none; the product's creation and its
+    # stock change name it (one NOTIFY for both: PostgreSQL folds repeats).
+    assert payloads[0] == ""
+    assert set(payloads[1:]) == {str(product.pk)}
+
+
+@pytest.mark.postgres
+def test_a_process_wakes_at_once_only_for_commits_its_partitions_own(monkeypatch, settings):
+    """Of 4 partitions it holds partition 1: a commit of product 2 is another
+    process's, and its partition passes over it only ``PASS_OVER_SECONDS``
+    later; product 5's (5 % 4 == 1) and one naming no product wake it at once."""
+    settings.PROJECTION_PARTITIONS = 4
+    monkeypatch.setattr(runner, "PASS_OVER_SECONDS", 2.0)
+    products = PROJECTIONS["products"]
+    loop = runner.ProjectorLoop([products], threads=1)
+    loop._mine = [(products, 1)]
+    loop._listen()
+    try:
+        waited = {}
+        for payload in ("2", "5", "", "6"):
+            notify(payload)
+            started = time.monotonic()
+            loop._wait_for_notification(10)
+            waited[payload] = time.monotonic() - started
+    finally:
+        loop._unlisten()
+    assert waited["2"] >= 1.9
+    assert waited["6"] >= 1.9
+    assert waited["5"] < 1.0
+    assert waited[""] < 1.0
