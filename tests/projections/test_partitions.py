@@ -169,6 +169,7 @@ def test_a_partition_with_nothing_of_its_own_passes_over_in_one_statement_unless
     catalog.product_change_stock(product_id=product.pk, quantity=41)
     peek = Checkpoint.objects.get(projector="products", partition=1)
     last = Event.objects.order_by("-position").first()
+    assert last is not None
 
     with psycopg.connect(**connection_params("read")) as other, other.transaction():
         other.execute("SELECT pg_advisory_xact_lock(%s, 1)", [lock_key("products")])
@@ -179,6 +180,7 @@ def test_a_partition_with_nothing_of_its_own_passes_over_in_one_statement_unless
     with CaptureQueriesContext(connections["read"]) as queries:
         passed = run_batch(ProductProjection, 1, known=peek)
     assert (passed.outcome, passed.applied) == (Outcome.APPLIED, 0)
+    assert passed.checkpoint is not None
     assert len(queries) == 1
     moved = Checkpoint.objects.get(projector="products", partition=1)
     assert moved.position == last.position == passed.checkpoint.position
