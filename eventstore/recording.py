@@ -33,7 +33,8 @@ from eventstore.events import DomainEvent, domain_event
 from eventstore.models import Event
 from eventstore.tokens import Token
 
-# Sent once after a transaction that recorded events commits.
+# Sent once after a transaction that recorded events commits, with ``keys``:
+# the keys (``PARTITION_KEY``) its events named, or None when one named none.
 events_committed = Signal()
 
 
@@ -234,17 +235,34 @@ def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event
     captured = _captured.get()
     if captured is not None:
         captured.note(LogPosition(stored.transaction_id or 0, stored.position), stored.payload)
-    _after_commit_send_events_committed(connection)
+    _after_commit_send_events_committed(connection, stored.payload)
     return stored
 
 
+# The keys the events of the connection's transaction named so far; None
+# once one named none (``events_committed`` then says ``keys=None``).
+_KEYS_ATTRIBUTE = "storefront_committed_keys"
+
+
 def _send_events_committed() -> None:
-    events_committed.send_robust(sender=Event)
+    connection = connections[WRITE_DB]
+    keys = getattr(connection, _KEYS_ATTRIBUTE, None)
+    setattr(connection, _KEYS_ATTRIBUTE, None)
+    events_committed.send_robust(sender=Event, keys=frozenset(keys) if keys else None)
 
 
-def _after_commit_send_events_committed(connection: Any) -> None:
+def _after_commit_send_events_committed(connection: Any, payload: dict[str, Any]) -> None:
     """Send ``events_committed`` once when this transaction commits (never
-    if it rolls back); a receiver's error is logged by Django, not raised."""
+    if it rolls back), with the keys its events named (``keys``: None when
+    one named none); a receiver's error is logged by Django, not raised."""
+    key = payload.get(PARTITION_KEY)
+    key = key if type(key) is int else None
     if any(callback is _send_events_committed for _, callback, _ in connection.run_on_commit):
+        keys = getattr(connection, _KEYS_ATTRIBUTE, None)
+        if keys is not None and key is not None:
+            keys.add(key)
+        elif keys is not None:
+            setattr(connection, _KEYS_ATTRIBUTE, None)
         return
+    setattr(connection, _KEYS_ATTRIBUTE, {key} if key is not None else None)
     transaction.on_commit(_send_events_committed, using=WRITE_DB)

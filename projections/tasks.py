@@ -32,7 +32,11 @@ from projections.registry import PROJECTIONS
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "storefront:projection-pending:{name}:{partition}"
+PASS_OVER_KEY = "storefront:projection-pass-over:{name}:{partition}"  # noqa: S105 (a Redis key)
 PENDING_SECONDS = 5
+# A commit of other partitions' products only: a partition passes over it
+# (and any more by then) this long after.
+PASS_OVER_SECONDS = 0.1
 TASK_BUDGET_SECONDS = 5.0
 # A partition waiting for another one (``Outcome.WAITING``) looks again after this.
 WAITING_SECONDS = 0.05
@@ -46,40 +50,62 @@ def _redis() -> redis.Redis:
     )
 
 
-def wake_partitions() -> int:
-    """Queue a projection task for every partition that has none queued.
+def wake_partitions(keys: frozenset[int] | None = None) -> int:
+    """Queue a projection task for every partition that has none queued:
+    at once for those owning ``keys`` (every one when None), and
+    ``PASS_OVER_SECONDS`` later for the others, which have only to pass over
+    the commit (for the readers of tokens naming no key). A partition has at
+    most one of each queued (``PENDING_KEY``, ``PASS_OVER_KEY``).
 
-    One round trip to Redis for all the pending flags, then a message for
-    each partition whose flag was not set yet.
+    One round trip to Redis for all the flags, then a message for each
+    partition whose flag was not set yet.
     """
-    partitions = [
-        (name, partition)
-        for name, projection in PROJECTIONS.items()
-        for partition in range(projection.recent_partition_count())
-    ]
+    wakes = []
+    for name, projection in PROJECTIONS.items():
+        count = projection.recent_partition_count()
+        owners = None if keys is None else {key % count for key in keys}
+        for partition in range(count):
+            now = owners is None or partition in owners
+            wakes.append((name, partition, PENDING_KEY if now else PASS_OVER_KEY))
     pipeline = _redis().pipeline(transaction=False)
-    for name, partition in partitions:
-        pipeline.set(
-            PENDING_KEY.format(name=name, partition=partition), 1, nx=True, ex=PENDING_SECONDS
-        )
+    for name, partition, flag in wakes:
+        pipeline.set(flag.format(name=name, partition=partition), 1, nx=True, ex=PENDING_SECONDS)
     flags = pipeline.execute()
     queued = 0
-    for (name, partition), newly_set in zip(partitions, flags, strict=True):
-        if newly_set:
+    for (name, partition, flag), newly_set in zip(wakes, flags, strict=True):
+        if not newly_set:
+            continue
+        if flag == PENDING_KEY:
             project_partition.apply_async((name, partition), retry=False)
-            queued += 1
+        else:
+            pass_over.apply_async((name, partition), retry=False, countdown=PASS_OVER_SECONDS)
+        queued += 1
     return queued
 
 
-def wake_after_commit(sender: Any = None, **kwargs: Any) -> None:
+def wake_after_commit(
+    sender: Any = None, keys: frozenset[int] | None = None, **kwargs: Any
+) -> None:
     """Receives ``eventstore.recording.events_committed`` (after a command's
-    transaction commits) when there is a broker; never raises."""
+    transaction commits, with the keys its events named) when there is a
+    broker; never raises."""
     if not settings.CELERY_BROKER_URL:
         return
     try:
-        wake_partitions()
+        wake_partitions(keys)
     except Exception:  # the broker may be down: the sweep will catch up
         logger.warning("Could not nudge the projectors; the sweep will catch up.", exc_info=True)
+
+
+@shared_task(name="projections.tasks.pass_over", ignore_result=True)
+def pass_over(name: str, partition: int) -> int:
+    """``project_partition`` for a partition woken by other partitions'
+    commits: the next commit of that kind queues another (its flag goes
+    first), so the partition passes over them in one go, a few times a
+    second at most."""
+    _redis().delete(PASS_OVER_KEY.format(name=name, partition=partition))
+    result: int = project_partition(name, partition)
+    return result
 
 
 @shared_task(name="projections.tasks.sweep", ignore_result=True)
