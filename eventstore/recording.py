@@ -177,7 +177,7 @@ class Captured(list[LogPosition]):
         key = payload.get(PARTITION_KEY)
         if self.keys is None:
             return
-        if type(key) is not int:
+        if type(key) is not int or key < 0:  # a token's keys are digits
             self.keys = None
             return
         self.keys.add(key)

@@ -66,7 +66,8 @@ def _signer() -> signing.TimestampSigner:
 def issue_token(position: LogPosition, keys: "set[int] | frozenset[int] | None" = None) -> str:
     """The token a command answers with: its last event's position, and the
     keys its events named (``Token``), signed."""
-    chosen = frozenset(keys) if keys and len(keys) <= MAX_TOKEN_KEYS else None
+    named = keys and len(keys) <= MAX_TOKEN_KEYS and min(keys) >= 0
+    chosen = frozenset(keys) if keys and named else None
     return _signer().sign(Token(position, chosen).value())
 
 

@@ -493,6 +493,19 @@ def test_a_commands_token_names_its_products_or_none():
     assert read_token(five)[0].keys is None
 
 
+def test_a_negative_key_is_not_named_so_the_token_still_reads_back():
+    """A key is written as digits; a negative one (no product has one) would
+    make a token its own server refuses."""
+    from eventstore.recording import Captured
+    from eventstore.tokens import read_token
+
+    captured = Captured()
+    captured.note(LogPosition(3, 10), {"product_id": -5})
+    assert captured.token().keys is None
+    assert read_token(issue_token(captured.token().position, captured.token().keys))[0].keys is None
+    assert read_token(issue_token(LogPosition(3, 10), {4, -5}))[0].keys is None
+
+
 def test_a_token_of_an_older_release_names_no_keys_and_keys_are_signed():
     from eventstore.tokens import InvalidToken, read_token
 
