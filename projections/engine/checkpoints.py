@@ -38,18 +38,9 @@ def ensure_checkpoints(projection: type[Projection]) -> None:
     )
 
 
-_FIELDS = [field.attname for field in Checkpoint._meta.concrete_fields]
-_COLUMNS = ", ".join(f'c."{field.column}"' for field in Checkpoint._meta.concrete_fields)
-# The partition's lock and, when taken, its checkpoint row, in one round trip.
-_TAKE_PARTITION_SQL = f"""
-    SELECT taken.ok, {_COLUMNS}
-    FROM (
-        SELECT pg_try_advisory_xact_lock(%s, %s) AS ok,
-               set_config('synchronous_commit', 'off', true)
-    ) AS taken
-    LEFT JOIN {Checkpoint._meta.db_table} AS c
-        ON taken.ok AND c.projector = %s AND c.partition = %s
-"""  # noqa: S608  (the model's own table and columns)
+_TAKE_PARTITION_SQL = (
+    "SELECT pg_try_advisory_xact_lock(%s, %s), set_config('synchronous_commit', 'off', true)"
+)
 
 
 class PartitionGone(Exception):
@@ -73,19 +64,18 @@ def lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     the next borrower of a pooled one (``DATABASE_POOL``), commit durably.
     """
     connection = connections[READ_DB]
-    if connection.vendor != "postgresql":
-        checkpoint = Checkpoint.objects.filter(projector=name, partition=partition).first()
-        if checkpoint is None:
-            raise PartitionGone(f"{name}[{partition}]")
-        return checkpoint
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_PARTITION_SQL, [lock_key(name), partition, name, partition])
-        taken, *values = cursor.fetchone()
-    if not taken:
-        return None
-    if values[0] is None:  # no row: the id is never null
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_PARTITION_SQL, [lock_key(name), partition])
+            if not cursor.fetchone()[0]:
+                return None
+    # A statement of its own, after the lock: one that took the lock and read
+    # the row together would read it as of its start, before the lock, and
+    # could miss the commit of the batch that let go of the lock meanwhile.
+    checkpoint = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    if checkpoint is None:
         raise PartitionGone(f"{name}[{partition}]")
-    return Checkpoint.from_db(READ_DB, _FIELDS, values)
+    return checkpoint
 
 
 def hold_partition(name: str, partition: int) -> None:
