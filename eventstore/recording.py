@@ -154,7 +154,8 @@ def notify_payload(payload: dict[str, Any]) -> str:
 def notified_key(payload: str) -> int | None:
     """The key a NOTIFY on ``EVENTS_CHANNEL`` names; None: any partition's
     (no key, or an older release's empty payload)."""
-    return int(payload) if payload.isdigit() and len(payload) <= 19 else None
+    digits = payload.isascii() and payload.isdigit() and len(payload) <= 19
+    return int(payload) if digits else None
 
 
 class Captured(list[LogPosition]):
@@ -223,24 +224,26 @@ def record_domain_event(sender: Any, event: DomainEvent, **kwargs: Any) -> Event
         payload=event.payload(),
         request_id=current_request_id(),
     )
+    keyed = _after_commit_send_events_committed(connection, stored.payload)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Delivered by PostgreSQL when (and only if) the transaction commits;
             # repeats within one transaction are folded into one. The payload
             # is the event's key (``notified_key``): a projector process wakes
-            # at once only for the partitions that own it.
-            cursor.execute(
-                "SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, notify_payload(stored.payload)]
-            )
+            # at once only for the partitions that own it. Past a few keys in
+            # one transaction, or one event with none, it says none: one
+            # NOTIFY for all the rest, which wakes every process.
+            payload = notify_payload(stored.payload) if keyed else ""
+            cursor.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, payload])
     captured = _captured.get()
     if captured is not None:
         captured.note(LogPosition(stored.transaction_id or 0, stored.position), stored.payload)
-    _after_commit_send_events_committed(connection, stored.payload)
     return stored
 
 
 # The keys the events of the connection's transaction named so far; None
-# once one named none (``events_committed`` then says ``keys=None``).
+# once one named none, or too many were named (``events_committed`` then
+# says ``keys=None``).
 _KEYS_ATTRIBUTE = "storefront_committed_keys"
 
 
@@ -251,18 +254,23 @@ def _send_events_committed() -> None:
     events_committed.send_robust(sender=Event, keys=frozenset(keys) if keys else None)
 
 
-def _after_commit_send_events_committed(connection: Any, payload: dict[str, Any]) -> None:
+def _after_commit_send_events_committed(connection: Any, payload: dict[str, Any]) -> bool:
     """Send ``events_committed`` once when this transaction commits (never
     if it rolls back), with the keys its events named (``keys``: None when
-    one named none); a receiver's error is logged by Django, not raised."""
+    one named none, or more than ``MAX_TOKEN_KEYS`` were named); a
+    receiver's error is logged by Django, not raised. Whether the keys are
+    still named."""
     key = payload.get(PARTITION_KEY)
-    key = key if type(key) is int else None
+    key = key if type(key) is int and key >= 0 else None
+    keys: set[int] | None
     if any(callback is _send_events_committed for _, callback, _ in connection.run_on_commit):
         keys = getattr(connection, _KEYS_ATTRIBUTE, None)
         if keys is not None and key is not None:
             keys.add(key)
-        elif keys is not None:
-            setattr(connection, _KEYS_ATTRIBUTE, None)
-        return
-    setattr(connection, _KEYS_ATTRIBUTE, {key} if key is not None else None)
-    transaction.on_commit(_send_events_committed, using=WRITE_DB)
+        if keys is not None and (key is None or len(keys) > MAX_TOKEN_KEYS):
+            keys = None
+    else:
+        keys = {key} if key is not None else None
+        transaction.on_commit(_send_events_committed, using=WRITE_DB)
+    setattr(connection, _KEYS_ATTRIBUTE, keys)
+    return keys is not None

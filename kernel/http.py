@@ -185,7 +185,9 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 CONSISTENCY_HELP = (
     "Send it back as `X-Consistency-Token` on a query to read this write: the "
-    "query waits until the read model has applied it."
+    "query waits until the read model has applied it. It stands for this "
+    "command's write (and everything before it on the products it changed), "
+    "not for earlier writes to other products."
 )
 
 

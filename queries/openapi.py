@@ -30,7 +30,9 @@ def consistency_parameters(*answers: int) -> list[OpenApiParameter]:
             OpenApiParameter.HEADER,
             description="A `consistency_token` from a command, sent back exactly as it came. The "
             "query waits (up to 2 s by default) until the read model has applied that write, so "
-            "you read your own writes. Only tokens this server issued are accepted (else 400), "
+            "you read your own writes. A token stands for its own command's write: after writes "
+            "to several products, read each with its own token. Only tokens this server issued "
+            "are accepted (else 400), "
             "and only recent ones are waited for. When too many queries of a server process "
             "wait already, the query answers at once and says it may be stale.",
         ),
