@@ -5,12 +5,19 @@ checkpoint in the read database. Losing a message delays projection until
 the next nudge or sweep; it never loses an event. A pending flag per
 partition in Redis keeps at most one wake-up queued for it.
 
-A commit sets every partition's flag in one round trip to Redis and sends a
-task to each partition whose flag was not set yet. The flag stays set while
-the task projects, so a busy partition costs its commits that one round trip
+A commit sets the flags of the partitions that own its products (every
+partition's when it names none) in one round trip to Redis and sends a task
+to each partition whose flag was not set yet. The flag stays set while the
+task projects, so a busy partition costs its commits that one round trip
 and no message; when a read finds nothing, the task clears the flag and reads
 once more before it stops. A commit before the clearing is seen by that last
 read, one after it sets the flag and sends a task: no commit goes unseen.
+
+The other partitions get a ``pass_over`` task a moment later, under a flag
+of their own, so they pass over those commits a few times a second at most.
+It projects like any task, and clears the partition's pending flag as if it
+had come under it: a clearing too many costs at most an extra message,
+since every clearing is followed by one more read.
 """
 
 import contextlib
