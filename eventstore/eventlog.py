@@ -65,14 +65,6 @@ class LogPosition:
     def token(self) -> str:
         return f"{self.transaction_id}-{self.position}"
 
-    @classmethod
-    def from_token(cls, token: str) -> "LogPosition":
-        """Parse a consistency token; raises ValueError when it is not one."""
-        left, sep, right = token.strip().partition("-")
-        if not sep or not left.isdigit() or not right.isdigit() or len(token) > 45:
-            raise ValueError("not a consistency token")
-        return cls(int(left), int(right))
-
 
 START = LogPosition()
 
