@@ -81,7 +81,7 @@ def test_a_list_waits_for_the_owner_of_a_product_it_shows(settings):
     assert ProductReadModel.objects.get(pk=first.pk).related_products == []
     catch_up(products, owner)
     catch_up(products, lister)
-    catch_up(PROJECTIONS["sellers"], 0)
+    project_all([PROJECTIONS["sellers"]])
     shown = ProductReadModel.objects.get(pk=first.pk).related_products
     assert [(entry["id"], entry["name"]) for entry in shown] == [(second.pk, "Second")]
     assert_exact()
