@@ -77,12 +77,6 @@ class SellerReadModel(models.Model):
     review_count = models.PositiveIntegerField(default=0)
     avg_rating = models.DecimalField(max_digits=3, decimal_places=2, null=True)
     last_position = models.BigIntegerField(default=0)
-    # The log position of the last seller event (registered, reputation
-    # changed) applied to the name and reputation: every partition of the
-    # seller projector reads those events, and only the first applies each.
-    # Any value up to the true one will do (0 after a backfill or repair:
-    # the events before it are behind every checkpoint).
-    details_position = models.BigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -192,15 +192,15 @@ def _repair_rows(expected: _Truth, repaired: Repaired) -> None:
 
 
 def _fact_scopes() -> list[tuple[str, int, int, tuple[str, ...]]]:
-    """Who keeps product facts: each partition of each projector those of
-    its own products (a product's id modulo the projector's partitions)."""
-    scopes: list[tuple[str, int, int, tuple[str, ...]]] = []
-    for name, compared in (
-        ("products", PRODUCT_FACT_FIELDS),
-        ("sellers", SELLER_PROJECTOR_FACT_FIELDS),
-    ):
-        count = PROJECTIONS[name].partition_count()
-        scopes.extend((name, partition, count, compared) for partition in range(count))
+    """Who keeps product facts: each product partition those of its own
+    products (a product's id modulo the partitions), the sellers' projector
+    every product's."""
+    products = PROJECTIONS["products"]
+    count = products.partition_count()
+    scopes: list[tuple[str, int, int, tuple[str, ...]]] = [
+        (products.name, partition, count, PRODUCT_FACT_FIELDS) for partition in range(count)
+    ]
+    scopes.append((PROJECTIONS["sellers"].name, 0, 1, SELLER_PROJECTOR_FACT_FIELDS))
     return scopes
 
 

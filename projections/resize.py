@@ -245,14 +245,11 @@ def _copy_seller_facts(name: str, count: int) -> None:
 
 
 def _move_to(name: str, count: int) -> None:
-    """Give each product's facts (and for the product projector its row and
-    outgoing links) the partition that owns the product at ``count``
-    partitions. The sellers' rows belong to no partition: they stay."""
+    """Give each product's facts, row and outgoing links the partition that
+    owns the product at ``count`` partitions."""
     ProductFacts.objects.filter(projector=name).exclude(partition=F("product_id") % count).update(
         partition=F("product_id") % count
     )
-    if name != "products":
-        return
     ProductReadModel.objects.exclude(partition=F("product_id") % count).update(
         partition=F("product_id") % count
     )

@@ -1,37 +1,15 @@
 """The seller projector: one ``SellerReadModel`` row per seller.
 
-Partitioned by product, as the product projector is: partition ``p`` of
-``P`` applies the events of the products whose id modulo ``P`` is ``p``
-(their reviews and active flags move their seller's counts) and keeps those
-products' facts (seller, active flag). A seller's row therefore sums the
-work of every partition, so each batch that touches it:
-
-- takes the seller's lock first (an advisory transaction lock per seller on
-  PostgreSQL, in seller order, so two partitions never wait on each other
-  in a circle; SQLite's IMMEDIATE transaction holds the whole database),
-- then reads the row as the last committed batch left it, moves it by its
-  own events' deltas and writes it back before the lock goes with the
-  commit.
-
-The seller's own events (registered, reputation changed) carry no product:
-every partition reads them, and the first to get there applies each one.
-The row remembers the log position of the last one applied
-(``details_position``; a seller's events are written one at a time, under
-its row lock, so their positions rise in log order), and the others find it
-applied and leave it.
-With one partition none of this costs anything: the rows stay in memory
-from batch to batch as before.
+Not partitioned: sellers are few. It keeps its own product facts (seller,
+active flag) to attribute reviews to sellers.
 """
 
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
-from django.db import connections
 from django.utils import timezone
 
-from eventstore.databases import READ_DB
-from eventstore.eventlog import PARTITION_KEY, KeyedSlice, StoredEvent
+from eventstore.eventlog import StoredEvent
 from projections.engine import Projection, handles
 from projections.models import ProductFacts, SellerReadModel
 from projections.projectors import entries
@@ -40,33 +18,14 @@ from projections.upserts import upsert
 SELLER_FIELDS = [
     field.name for field in SellerReadModel._meta.concrete_fields if not field.primary_key
 ]
-# The advisory locks of sellers' rows: (this, the seller id's low 31 bits).
-# Two sellers that share a lock only wait for each other now and then.
-SELLER_ROW_LOCK = zlib.crc32(b"storefront-seller-rows") - 2**31
-_LOCK_SELLERS_SQL = "SELECT count(pg_advisory_xact_lock(%s, key)) FROM unnest(%s::integer[]) AS key"
-
-
-def lock_sellers(seller_ids: Iterable[int]) -> None:
-    """Take each seller's row lock for this transaction on ``read``, in one
-    order for every caller (PostgreSQL; a no-op on SQLite)."""
-    connection = connections[READ_DB]
-    if connection.vendor != "postgresql":
-        return
-    keys = sorted({seller_id & 0x7FFFFFFF for seller_id in seller_ids})
-    if keys:
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_SELLERS_SQL, [SELLER_ROW_LOCK, keys])
 
 
 class SellerProjection(Projection):
     name = "sellers"
-    partitioned = True
 
     def __init__(self, partition: int, partitions: int) -> None:
         super().__init__(partition, partitions)
-        # Kept from batch to batch when the engine is handed this instance
-        # again: the facts of its own products, and, with one partition, the
-        # sellers' rows too (with more, other partitions write them).
+        # Kept from batch to batch when the engine is handed this instance again.
         self.products: dict[int, ProductFacts] = {}
         self.sellers: dict[int, SellerReadModel] = {}
         self.dirty_products: set[int] = set()
@@ -76,32 +35,10 @@ class SellerProjection(Projection):
         self.products.clear()
         self.sellers.clear()
 
-    def owns(self, product_id: int) -> bool:
-        return product_id % self.partitions == self.partition
-
-    @property
-    def shares_rows(self) -> bool:
-        """Whether other partitions write the sellers' rows beside this one."""
-        return self.partitions > 1
-
-    def log_slice(self) -> KeyedSlice | None:
-        if not self.shares_rows:
-            return None
-        return KeyedSlice(PARTITION_KEY, self.partitions, self.partition)
-
-    def apply(self, event: StoredEvent) -> None:
-        product_id = event.payload.get(PARTITION_KEY)
-        if type(product_id) is not int or self.owns(product_id):
-            super().apply(event)
-
     def prepare(self, events: Sequence[StoredEvent]) -> None:
         self.dirty_products = set()
         self.dirty_sellers = set()
-        product_ids = {
-            e.payload[PARTITION_KEY]
-            for e in events
-            if type(e.payload.get(PARTITION_KEY)) is int and self.owns(e.payload[PARTITION_KEY])
-        }
+        product_ids = {e.payload["product_id"] for e in events if "product_id" in e.payload}
         for facts in ProductFacts.objects.filter(
             projector=self.name,
             partition=self.partition,
@@ -110,10 +47,6 @@ class SellerProjection(Projection):
             self.products[facts.product_id] = facts
         seller_ids = {e.payload["seller_id"] for e in events if "seller_id" in e.payload}
         seller_ids |= {self.products[pk].seller_id for pk in product_ids if pk in self.products}
-        if self.shares_rows:
-            # As the last batch of any partition committed them, under their locks.
-            self.sellers.clear()
-            lock_sellers(seller_ids)
         for seller in SellerReadModel.objects.filter(
             seller_id__any=seller_ids - self.sellers.keys()
         ):
@@ -122,13 +55,10 @@ class SellerProjection(Projection):
     @handles("SellerRegistered")
     def seller_registered(self, event: StoredEvent) -> None:
         payload = event.payload
-        if payload["seller_id"] in self.sellers:
-            return  # another partition applied it first
         seller = SellerReadModel(
             seller_id=payload["seller_id"],
             name=payload["name"],
             reputation=Decimal(payload["reputation"]),
-            details_position=event.position,
         )
         self.sellers[seller.seller_id] = seller
         self._touch(seller, event)
@@ -136,10 +66,7 @@ class SellerProjection(Projection):
     @handles("SellerReputationChanged")
     def seller_reputation_changed(self, event: StoredEvent) -> None:
         seller = self.sellers[event.payload["seller_id"]]
-        if seller.details_position >= event.position:
-            return  # another partition applied it first
         seller.reputation = Decimal(event.payload["reputation"])
-        seller.details_position = event.position
         self._touch(seller, event)
 
     @handles("ProductCreated")
@@ -211,15 +138,3 @@ class SellerProjection(Projection):
         for seller in sellers:
             seller.updated_at = now
         upsert(SellerReadModel, sellers, conflict=["seller_id"], update=SELLER_FIELDS)
-
-
-class WholeSellerProjection(SellerProjection):
-    """Every partition at once, for replaying the log into empty tables
-    (``projections.rebuild``), as ``WholeProductProjection`` is."""
-
-    def owns(self, product_id: int) -> bool:
-        return True
-
-    @property
-    def shares_rows(self) -> bool:
-        return False  # it is every partition: no other writes beside it

@@ -241,10 +241,10 @@ def fill_reviews(write: Any, shadow: Any, *, progress: Progress) -> int:
 
 
 def _derive_facts(shadow: Any) -> None:
-    products, sellers = PROJECTIONS["products"], PROJECTIONS["sellers"]
-    # Each product's facts at the partition of each projector that owns it.
+    products = PROJECTIONS["products"]
+    # Each product's facts at the partition that owns it; the sellers' own at 0.
     shadow.execute(PRODUCT_FACTS, [products.name, products.partition_count()])
-    shadow.execute(PRODUCT_FACTS, [sellers.name, sellers.partition_count()])
+    shadow.execute(PRODUCT_FACTS, [PROJECTIONS["sellers"].name, 1])
     shadow.execute(SELLER_FACTS, [products.name, products.partition_count()])
     shadow.execute(RELATED_LINKS)
 

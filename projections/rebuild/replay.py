@@ -7,6 +7,7 @@ from django.db import connections, transaction
 from eventstore import eventlog
 from eventstore.databases import READ_DB
 from projections.engine import (
+    Projection,
     ReadAhead,
     catch_up,
     ensure_checkpoints,
@@ -17,7 +18,6 @@ from projections.models import (
     SellerFacts,
 )
 from projections.projectors.products import WHOLE_PARTITION, WholeProductProjection
-from projections.projectors.sellers import WholeSellerProjection
 from projections.rebuild.shadow import (
     Progress,
     shadow_alias,
@@ -58,54 +58,50 @@ def _reached(target: eventlog.LogPosition, checkpoints: Any) -> bool:
 
 
 def replay_whole(batch_size: int, progress: Progress) -> int:
-    """Replay the log once for all partitions of each projector together,
-    then give every partition the result: its rows are already in place, and
-    its facts and checkpoint are copies of the whole pass's.
+    """Replay the log once for all product partitions together, then give
+    every partition the result: its rows are already in place, and its facts
+    and checkpoint are copies of the whole pass's.
 
-    Resumable: each projector's whole pass has a checkpoint of its own until
-    the split.
+    Resumable: the whole pass has a checkpoint of its own until the split.
     """
     products = PROJECTIONS["products"]
     sellers = PROJECTIONS["sellers"]
     with shadow_alias():
         whole = Checkpoint.objects.filter(projector=products.name, partition=WHOLE_PARTITION)
-        if not whole.exists() and Checkpoint.objects.filter(projector=products.name).exists():
-            return 0  # split already: the run goes on catching up
-        for projection in (products, sellers):
-            # (A shadow an older release began has the sellers' split already.)
-            if not Checkpoint.objects.filter(projector=projection.name).exists():
-                Checkpoint.objects.create(
-                    projector=projection.name,
-                    partition=WHOLE_PARTITION,
-                    partitions=projection.partition_count(),
-                )
+        if not whole.exists():
+            if Checkpoint.objects.filter(projector=products.name).exists():
+                return 0  # split already: the run goes on catching up
+            Checkpoint.objects.create(
+                projector=products.name,
+                partition=WHOLE_PARTITION,
+                partitions=products.partition_count(),
+            )
+        ensure_checkpoints(sellers)
         # Kept from batch to batch: each batch loads only what the ones before
         # did not, instead of every row its events touch.
         whole_products = WholeProductProjection(WHOLE_PARTITION, products.partition_count())
         whole_products.keep_rows = True
-        whole_sellers = WholeSellerProjection(WHOLE_PARTITION, sellers.partition_count())
         # Both projectors stand at the same place: they share each read, and
         # the next batch is read while this one is applied.
         reads = ReadAhead()
         try:
-            applied = _replay_rounds(whole_products, whole_sellers, reads, batch_size, progress)
+            applied = _replay_rounds(whole_products, sellers(0, 1), reads, batch_size, progress)
         finally:
             reads.close()
-        with transaction.atomic(using=READ_DB):
-            for projection in (products, sellers):
-                _split_whole(projection.name, projection.partition_count())
+        _split_whole(products.name, products.partition_count())
     return applied
 
 
 def _replay_rounds(
     whole_products: WholeProductProjection,
-    whole_sellers: WholeSellerProjection,
+    all_sellers: Projection,
     reads: ReadAhead,
     batch_size: int,
     progress: Progress,
 ) -> int:
     """One batch of each projector per round, so the progress moves batch by
     batch; it counts the log's events once (both projectors apply them all)."""
+    sellers = PROJECTIONS["sellers"]
     target = eventlog.head()
     whole = Checkpoint.objects.filter(
         projector=WholeProductProjection.name, partition=WHOLE_PARTITION
@@ -123,12 +119,7 @@ def _replay_rounds(
             reads=reads,
         )
         seller_step = catch_up(
-            WholeSellerProjection,
-            WHOLE_PARTITION,
-            batch_size=batch_size,
-            max_batches=1,
-            projection=whole_sellers,
-            reads=reads,
+            sellers, 0, batch_size=batch_size, max_batches=1, projection=all_sellers, reads=reads
         )
         applied += step
         progress("events", applied, max(behind, applied))
@@ -155,9 +146,7 @@ _COPY_SELLER_FACTS = """
 
 def _split_whole(name: str, partitions: int) -> None:
     whole = {"projector": name, "partition": WHOLE_PARTITION}
-    if not Checkpoint.objects.filter(**whole).exists():
-        return
-    with connections[READ_DB].cursor() as cursor:
+    with transaction.atomic(using=READ_DB), connections[READ_DB].cursor() as cursor:
         for partition in range(partitions):
             # Each partition keeps the facts of its own products only.
             cursor.execute(

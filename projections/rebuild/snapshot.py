@@ -167,13 +167,10 @@ def _write_facts(
 ) -> None:
     partitions = PROJECTIONS["products"].partition_count()
     scopes = [("products", p) for p in range(partitions)]
-    # Each product's facts at the partition of each projector that owns it.
+    # Each product's facts at the partition that owns it, and the sellers' own.
     product_facts = [
         ProductFacts(projector=name, partition=partition, product_id=pk, **fields)
-        for name, modulus in (
-            ("products", partitions),
-            ("sellers", PROJECTIONS["sellers"].partition_count()),
-        )
+        for name, modulus in (("products", partitions), ("sellers", 1))
         for pk, fields in facts.items()
         for partition in [pk % modulus]
     ]

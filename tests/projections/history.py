@@ -205,18 +205,6 @@ class Writer(threading.Thread):
         assert not self.errors, self.errors
 
 
-def assert_seller_layout(count: int) -> None:
-    """The seller projector has ``count`` partitions, each with its own
-    products' facts."""
-    rows = Checkpoint.objects.filter(projector="sellers")
-    assert sorted(rows.values_list("partition", flat=True)) == list(range(count))
-    assert set(rows.values_list("partitions", flat=True)) == {count}
-    for pk, partition in ProductFacts.objects.filter(projector="sellers").values_list(
-        "product_id", "partition"
-    ):
-        assert partition == pk % count
-
-
 def assert_layout(count: int) -> None:
     """Every store says ``count`` partitions, and each row is its owner's."""
     rows = Checkpoint.objects.filter(projector="products")

@@ -23,7 +23,7 @@ def test_staff_see_projector_status_and_the_last_rebuild(client, staff_user, use
     assert page.status_code == 200
     text = page.content.decode()
     assert "Projector status" in text
-    assert text.count('class="partition-status"') == Checkpoint.objects.count() == 8
+    assert text.count('class="partition-status"') == Checkpoint.objects.count() == 5
     assert "Catching up with new events" in text
 
 

@@ -81,7 +81,7 @@ def test_a_list_waits_for_the_owner_of_a_product_it_shows(settings):
     assert ProductReadModel.objects.get(pk=first.pk).related_products == []
     catch_up(products, owner)
     catch_up(products, lister)
-    project_all([PROJECTIONS["sellers"]])
+    catch_up(PROJECTIONS["sellers"], 0)
     shown = ProductReadModel.objects.get(pk=first.pk).related_products
     assert [(entry["id"], entry["name"]) for entry in shown] == [(second.pk, "Second")]
     assert_exact()
