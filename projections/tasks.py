@@ -9,8 +9,9 @@ A commit sets the flags of the partitions that own its products (every
 partition's when it names none) in one round trip to Redis and sends a task
 to each partition whose flag was not set yet. The flag stays set while the
 task projects, so a busy partition costs its commits that one round trip
-and no message; when a read finds nothing, the task clears the flag and reads
-once more before it stops. A commit before the clearing is seen by that last
+and no message; when a read reaches the log's end (it finds nothing, or less
+than a full batch), the task clears the flag and reads once more before it
+stops. A commit before the clearing is seen by that last
 read, one after it sets the flag and sends a task: no commit goes unseen.
 
 The other partitions get a ``pass_over`` task a moment later, under a flag
@@ -174,7 +175,7 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     or the budget is spent (then queue a task to go on).
 
     The partition's pending flag stays set while the task projects; when a
-    read finds nothing, the task clears it and reads once more (see the
+    read reaches the log's end, the task clears it and reads once more (see the
     module docstring).
 
     A task that finds the partition busy hands over to whoever holds it: a
@@ -204,6 +205,12 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
             claim.known = result.checkpoint or claim.known
             applied += result.applied
             if result.outcome is Outcome.APPLIED:
+                if flagged and not result.more:
+                    # That read reached the log's end as it was: clear the
+                    # flag now, and the next read is the one more look (a
+                    # read of nothing before the clearing would add nothing).
+                    _redis().delete(pending)
+                    flagged = False
                 continue
             if result.outcome is Outcome.GONE:  # merged away by a resize: forget it
                 with _claims_guard:

@@ -152,6 +152,29 @@ def test_commits_while_a_task_projects_send_no_message_and_are_applied(broker, m
     assert queued.llen("celery") == messages + 1
 
 
+def test_a_wake_up_for_one_commit_reads_the_log_twice(broker, monkeypatch):
+    """The read that applies the commit reaches the log's end, so the task
+    clears its flag then and reads once more, and stops when that read
+    finds nothing: two reads, not a third one to find nothing first."""
+    product = a_product()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    pending = tasks.PENDING_KEY.format(name="products", partition=0)
+    queued = tasks._redis()
+    seen: list[tuple[Outcome, bool]] = []
+    real_run_batch = tasks.run_batch
+
+    def counted(*args, **kwargs):
+        result = real_run_batch(*args, **kwargs)
+        seen.append((result.outcome, queued.exists(pending) == 1))
+        return result
+
+    monkeypatch.setattr(tasks, "run_batch", counted)
+    assert tasks.project_partition("products", 0) == 1
+    # The flag is still set while the first read applies; cleared before the second.
+    assert seen == [(Outcome.APPLIED, True), (Outcome.IDLE, False)]
+    assert behind("products", 0) == 0
+
+
 def test_a_partition_halted_then_retried_is_projected_by_the_next_task(
     broker, monkeypatch, settings
 ):
