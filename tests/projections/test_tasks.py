@@ -155,7 +155,9 @@ def test_commits_while_a_task_projects_send_no_message_and_are_applied(broker, m
 def test_a_wake_up_for_one_commit_reads_the_log_twice(broker, monkeypatch):
     """The read that applies the commit reaches the log's end, so the task
     clears its flag then and reads once more, and stops when that read
-    finds nothing: two reads, not a third one to find nothing first."""
+    finds nothing: two reads, not a third one to find nothing first (with
+    no lingering, which comes before the clearing)."""
+    monkeypatch.setattr(tasks, "LINGER_SECONDS", 0)
     product = a_product()
     product_change_price(product_id=product.pk, price=Decimal("12.34"))
     pending = tasks.PENDING_KEY.format(name="products", partition=0)
@@ -173,6 +175,57 @@ def test_a_wake_up_for_one_commit_reads_the_log_twice(broker, monkeypatch):
     # The flag is still set while the first read applies; cleared before the second.
     assert seen == [(Outcome.APPLIED, True), (Outcome.IDLE, False)]
     assert behind("products", 0) == 0
+
+
+def test_commits_while_a_task_lingers_send_no_message_and_are_applied_by_it(broker, monkeypatch):
+    """After applying its commit the task keeps the partition and its flag
+    (``LINGER_SECONDS``): a commit then sets no flag and sends no message,
+    and the task's next read applies it; once it has applied nothing for
+    that long, it clears the flag and lets go, and a commit sends a task
+    again."""
+    monkeypatch.setattr(tasks, "LINGER_SECONDS", 0.3)
+    product = a_product()
+    queued = tasks._redis()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))  # flags set, tasks sent
+    messages = queued.llen("celery")
+    lingering, go_on = threading.Event(), threading.Event()
+    results: dict = {}
+    real_pause = tasks._pause
+
+    def first_pause_waits() -> None:
+        if threading.current_thread() is results.get("thread") and not lingering.is_set():
+            lingering.set()  # the commit is applied; the flag is still set
+            go_on.wait(10)
+        real_pause()
+
+    monkeypatch.setattr(tasks, "_pause", first_pause_waits)
+    holder = start_holder(results)
+    assert lingering.wait(10)
+    pending = tasks.PENDING_KEY.format(name="products", partition=0)
+    assert queued.exists(pending)
+    product_change_price(product_id=product.pk, price=Decimal("23.45"))
+    assert queued.llen("celery") == messages  # no message: the lingering task reads it
+    go_on.set()
+    holder.join(10)
+    close_old_connections()
+    assert results["applied"] == 2
+    assert behind("products", 0) == 0
+    assert not queued.exists(pending)
+    product_change_price(product_id=product.pk, price=Decimal("34.56"))
+    assert queued.llen("celery") == messages + 1
+
+
+def test_a_task_that_applied_nothing_of_its_own_does_not_linger(broker, monkeypatch):
+    """A partition woken only to pass over other partitions' commits (a
+    ``pass_over`` task) applies no event, so it lets go at once."""
+    product = a_product()
+    other = next(p for p in range(1, 4) if p != partition_of(product.pk, 4))
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    pauses: list[float] = []
+    monkeypatch.setattr(tasks, "_pause", lambda: pauses.append(1.0))
+    assert tasks.pass_over("products", other) == 0
+    assert pauses == []
+    assert behind("products", other) == 0
 
 
 def test_a_partition_halted_then_retried_is_projected_by_the_next_task(
