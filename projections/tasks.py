@@ -16,7 +16,9 @@ read, one after it sets the flag and sends a task: no commit goes unseen.
 
 Before it clears the flag, a task that applied events lingers: it keeps the
 partition and the flag for ``LINGER_SECONDS`` after the last events it
-applied, reading the log every ``LINGER_STEP_SECONDS``. Under steady
+applied, reading the log every ``LINGER_STEP_SECONDS``, and for at most
+``MAX_LINGER_SECONDS`` after it started (then its slot goes back to the
+worker's queue, and the next commit sends a message again). Under steady
 commands a partition's commits then cost no message at all (each message
 costs the worker more than a read of the log); a lone commit costs its task
 ten more reads and a worker slot held a tenth of a second longer.
@@ -61,6 +63,10 @@ MAX_WAITING_SECONDS = 2.0
 # commits meanwhile cost no message, and the next read applies them.
 LINGER_SECONDS = 0.1
 LINGER_STEP_SECONDS = 0.01
+# A task lingers only this long after it started: under steady commands it
+# would otherwise keep its worker slot for its whole budget, and a worker
+# with fewer slots than partitions would keep the others waiting that long.
+MAX_LINGER_SECONDS = 0.5
 
 
 @cache
@@ -187,8 +193,9 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     or the budget is spent (then queue a task to go on).
 
     The partition's pending flag stays set while the task projects; when a
-    read reaches the log's end, the task clears it and reads once more (see the
-    module docstring).
+    read reaches the log's end, the task lingers if it applied events
+    (``_lingers``), then clears the flag and reads once more (see the module
+    docstring).
 
     A task that finds the partition busy hands over to whoever holds it: a
     thread of this process is told to read once more (``_claim``); a batch of
@@ -209,7 +216,8 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     size = settings.PROJECTION_BATCH_SIZE
     flagged = True  # the flag this task came under, or one set since
     countdown = 0.0
-    last_applied = -LINGER_SECONDS  # when a batch of this task last applied events
+    started = time.monotonic()
+    last_applied: float | None = None  # when a batch of this task last applied events
     try:
         while time.monotonic() < deadline:
             result = run_batch(
@@ -219,7 +227,7 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
             applied += result.applied
             if result.applied:
                 last_applied = time.monotonic()
-            if flagged and _lingers(result, last_applied):
+            if flagged and _lingers(result, started, last_applied):
                 _pause()
                 continue
             if result.outcome is Outcome.APPLIED:
@@ -260,14 +268,21 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     return applied
 
 
-def _lingers(result: BatchResult, last_applied: float) -> bool:
+def _lingers(result: BatchResult, started: float, last_applied: float | None) -> bool:
     """Whether a task at the log's end keeps its partition and flag a while
     longer (``LINGER_SECONDS``): only after applying events of its own, so
-    a partition that only passes over others' commits lets go at once."""
+    a partition that only passes over others' commits lets go at once, and
+    only within ``MAX_LINGER_SECONDS`` of its start, so its slot goes back
+    to the worker's queue that often under steady commands."""
+    if last_applied is None:
+        return False
     reached_end = result.outcome is Outcome.IDLE or (
         result.outcome is Outcome.APPLIED and not result.more
     )
-    return reached_end and time.monotonic() - last_applied < LINGER_SECONDS
+    now = time.monotonic()
+    return (
+        reached_end and now - last_applied < LINGER_SECONDS and now - started < MAX_LINGER_SECONDS
+    )
 
 
 def _pause() -> None:

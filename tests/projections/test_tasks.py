@@ -5,6 +5,7 @@ import base64
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -55,6 +56,14 @@ def start_holder(results: dict) -> threading.Thread:
     results["thread"] = thread
     thread.start()
     return thread
+
+
+def tasks_for(queued, name: str, partition: int) -> int:
+    """How many queued task messages name that partition."""
+    return sum(
+        json.loads(base64.b64decode(json.loads(message)["body"]))[0][:2] == [name, partition]
+        for message in queued.lrange("celery", 0, -1)
+    )
 
 
 def a_product() -> Product:
@@ -187,7 +196,7 @@ def test_commits_while_a_task_lingers_send_no_message_and_are_applied_by_it(brok
     product = a_product()
     queued = tasks._redis()
     product_change_price(product_id=product.pk, price=Decimal("12.34"))  # flags set, tasks sent
-    messages = queued.llen("celery")
+    messages = tasks_for(queued, "products", 0)
     lingering, go_on = threading.Event(), threading.Event()
     results: dict = {}
     real_pause = tasks._pause
@@ -204,7 +213,7 @@ def test_commits_while_a_task_lingers_send_no_message_and_are_applied_by_it(brok
     pending = tasks.PENDING_KEY.format(name="products", partition=0)
     assert queued.exists(pending)
     product_change_price(product_id=product.pk, price=Decimal("23.45"))
-    assert queued.llen("celery") == messages  # no message: the lingering task reads it
+    assert tasks_for(queued, "products", 0) == messages  # none: the lingering task reads it
     go_on.set()
     holder.join(10)
     close_old_connections()
@@ -212,7 +221,22 @@ def test_commits_while_a_task_lingers_send_no_message_and_are_applied_by_it(brok
     assert behind("products", 0) == 0
     assert not queued.exists(pending)
     product_change_price(product_id=product.pk, price=Decimal("34.56"))
-    assert queued.llen("celery") == messages + 1
+    assert tasks_for(queued, "products", 0) == messages + 1
+
+
+def test_a_task_lingers_no_longer_than_its_linger_budget(broker, monkeypatch):
+    """Under steady commands a task would linger its whole budget and keep
+    its worker slot; it lingers at most MAX_LINGER_SECONDS after it started,
+    then clears its flag and lets go."""
+    monkeypatch.setattr(tasks, "LINGER_SECONDS", 30.0)
+    monkeypatch.setattr(tasks, "MAX_LINGER_SECONDS", 0.2)
+    product = a_product()
+    queued = tasks._redis()
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    started = time.monotonic()
+    assert tasks.project_partition("products", 0) == 1
+    assert time.monotonic() - started < tasks.TASK_BUDGET_SECONDS / 2
+    assert not queued.exists(tasks.PENDING_KEY.format(name="products", partition=0))
 
 
 def test_a_task_that_applied_nothing_of_its_own_does_not_linger(broker, monkeypatch):
