@@ -19,9 +19,10 @@ partition and the flag for ``LINGER_SECONDS`` after the last events it
 applied, reading the log every ``LINGER_STEP_SECONDS``, and for at most
 ``MAX_LINGER_SECONDS`` after it started (then its slot goes back to the
 worker's queue, and the next commit sends a message again). Under steady
-commands a partition's commits then cost no message at all (each message
-costs the worker more than a read of the log); a lone commit costs its task
-ten more reads and a worker slot held a tenth of a second longer.
+commands a partition's commits then cost about two messages a second
+instead of one each (a message costs the worker more than a read of the
+log); a lone commit costs its task ten more reads and a worker slot held a
+tenth of a second longer.
 
 The other partitions get a ``pass_over`` task a moment later, under a flag
 of their own, so they pass over those commits a few times a second at most.
