@@ -240,6 +240,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after
+# every task unless this is set (it then closes them every 2 x this many
+# tasks): each wake-up would open two connections, a PostgreSQL fork each.
+# Connections are kept for CONN_MAX_AGE and checked around each task instead
+# (config/celery_app.py).
+CELERY_DB_REUSE_MAX = 2**30
 # Workers log through LOGGING (JSON lines with a request id in production),
 # not through handlers of Celery's own on the root logger.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -8,11 +8,19 @@ import signal
 import time
 
 import pytest
+from django.db import connections
 
 from projections import tasks
 from projections.models import Checkpoint
-from tests.projections.history import Writer, assert_exact, make_users, seed_catalog
+from tests.projections.history import (
+    Writer,
+    assert_exact,
+    make_users,
+    random_command,
+    seed_catalog,
+)
 from tests.projections.processes import (
+    database_url,
     kill,
     process_env,
     running,
@@ -77,3 +85,36 @@ def test_run_projectors_stops_cleanly_on_sigterm_and_its_successor_finishes(brok
         writer.finish()
         wait_until_caught_up(60)
     assert_exact()
+
+
+def test_a_worker_keeps_its_database_connections_from_task_to_task(broker, tmp_path):
+    """Celery's Django fixup closes every connection around every task
+    unless told otherwise: each wake-up would then open two connections
+    (the log's and the read models'), a fork of PostgreSQL each."""
+    rng = random.Random(61)
+    users = make_users()
+    seed_catalog(rng, products=4)
+    name = f"storefront-worker-{tmp_path.name}"[:63]
+    env = process_env(broker.url)
+    for var, alias in (("DATABASE_URL", "default"), ("READ_DATABASE_URL", "read")):
+        env[var] = f"{database_url(alias)}?application_name={name}"
+    worker = start_worker(env, "keeper", tmp_path / "keeper.log")
+    backends: set[int] = set()
+
+    def watch_backends() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name])
+            backends.update(pid for (pid,) in cursor.fetchall())
+
+    with running(worker):
+        wait_until_caught_up(60)
+        watch_backends()
+        for _ in range(8):  # each after the last task let go: a task each
+            random_command(rng, users)
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                watch_backends()
+                time.sleep(0.02)
+        wait_until_caught_up(60)
+    assert_exact()
+    assert 1 <= len(backends) <= 2, f"{len(backends)} connections for 8 wake-ups"
