@@ -10,10 +10,11 @@ other databases it is ``in``. For integer columns; empty ids match nothing.
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import BigIntegerField
+from django.db.models import BigIntegerField, PositiveSmallIntegerField
 from django.db.models.lookups import In
 
 
+@PositiveSmallIntegerField.register_lookup  # partitions
 @BigIntegerField.register_lookup
 class AnyOf(In):
     lookup_name = "any"

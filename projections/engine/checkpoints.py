@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from eventstore.databases import READ_DB
 from eventstore.eventlog import LogPosition
+from projections.compiled import CompiledQuery
 from projections.engine.projection import Projection
 from projections.models import Checkpoint, ParkedEvent
 
@@ -36,6 +37,18 @@ def ensure_checkpoints(projection: type[Projection]) -> None:
         ],
         ignore_conflicts=True,
     )
+
+
+_checkpoint_of = CompiledQuery(
+    READ_DB,
+    lambda name, partition: Checkpoint.objects.filter(projector=name, partition=partition),
+)
+
+
+def checkpoint_of(name: str, partition: int) -> Checkpoint | None:
+    """The partition's checkpoint row as it is now (every batch reads it twice)."""
+    found = _checkpoint_of(name=name, partition=partition)
+    return found[0] if found else None
 
 
 _TAKE_PARTITION_SQL = (
@@ -72,7 +85,7 @@ def lock_checkpoint(name: str, partition: int) -> Checkpoint | None:
     # A statement of its own, after the lock: one that took the lock and read
     # the row together would read it as of its start, before the lock, and
     # could miss the commit of the batch that let go of the lock meanwhile.
-    checkpoint = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    checkpoint = checkpoint_of(name, partition)
     if checkpoint is None:
         raise PartitionGone(f"{name}[{partition}]")
     return checkpoint
@@ -250,10 +263,10 @@ def look_at(projection_class: type[Projection], partition: int) -> Checkpoint | 
     """The partition's checkpoint as it is now; None when the projector has
     no such partition (a resize merged it away, or it was never made)."""
     name = projection_class.name
-    peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
+    peek = checkpoint_of(name, partition)
     if peek is None:
         ensure_checkpoints(projection_class)
-        peek = Checkpoint.objects.filter(projector=name, partition=partition).first()
+        peek = checkpoint_of(name, partition)
     return peek
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from django.db.models import F, Q
 from django.utils import timezone
 
+from eventstore.databases import READ_DB
 from eventstore.eventlog import (
     PARTITION_KEY,
     START,
@@ -45,6 +46,7 @@ from eventstore.eventlog import (
     stream_events,
 )
 from eventstore.upcasting import upcast
+from projections.compiled import CompiledQuery
 from projections.engine import Projection
 from projections.models import (
     Checkpoint,
@@ -74,6 +76,57 @@ ROW_FIELDS = [
 FACT_FIELDS = ["seller_id", "name", "price", "is_active", "rating_sum", "review_count"]
 LISTING_FIELDS = ["product_id", "related_products", "last_position"]
 LISTING_WRITES = ["related_products", "last_position", "updated_at"]
+
+# The reads of every batch, compiled once (``projections.compiled``).
+_held_facts = CompiledQuery(
+    READ_DB,
+    lambda name, owners, partitions, ids: (
+        ProductFacts.objects.filter(
+            projector=name,
+            partition__any=owners,  # for the index; each product's own below
+            partition=F("product_id") % partitions,
+            product_id__any=ids,
+        )
+        .order_by("product_id")
+        .select_for_update()
+    ),
+)
+_owners_checkpoints = CompiledQuery(
+    READ_DB,
+    lambda name, owners: Checkpoint.objects.filter(
+        projector=name, partition__any=owners
+    ).values_list("partition", "transaction_id", "position"),
+)
+_product_facts = CompiledQuery(
+    READ_DB,
+    lambda name, partition, ids: ProductFacts.objects.filter(
+        projector=name, partition=partition, product_id__any=ids
+    ),
+)
+_seller_facts = CompiledQuery(
+    READ_DB,
+    lambda name, partition, ids: SellerFacts.objects.filter(
+        projector=name, partition=partition, seller_id__any=ids
+    ),
+)
+_rows = CompiledQuery(READ_DB, lambda ids: ProductReadModel.objects.filter(product_id__any=ids))
+_listing_sources = CompiledQuery(
+    READ_DB,
+    lambda ids: RelatedLink.objects.filter(target_id__any=ids).values_list("source_id", flat=True),
+)
+_listings = CompiledQuery(
+    READ_DB,
+    lambda ids: ProductReadModel.objects.filter(pk__any=ids).values_list(*LISTING_FIELDS),
+)
+_locked_listings = CompiledQuery(
+    READ_DB,
+    lambda ids: (
+        ProductReadModel.objects.filter(pk__any=ids)
+        .order_by("product_id")
+        .select_for_update()
+        .values_list(*LISTING_FIELDS)
+    ),
+)
 
 
 # At most this many rows and facts are kept from one batch to the next.
@@ -184,15 +237,8 @@ class ProductStore(Projection):
         # passed an event then had the facts it made by then.
         passed = self._owners_positions(shown) if shown else {}
         owners = {partition_of(pk, self.partitions) for pk in wanted}
-        for facts in (
-            ProductFacts.objects.filter(
-                projector=self.name,
-                partition__in=owners,  # for the index; each product's own below
-                partition=F("product_id") % self.partitions,
-                product_id__any=wanted,
-            )
-            .order_by("product_id")
-            .select_for_update()
+        for facts in _held_facts(
+            name=self.name, owners=owners, partitions=self.partitions, ids=wanted
         ):
             if self.owns(facts.product_id):
                 if facts.product_id not in self.facts:
@@ -212,9 +258,7 @@ class ProductStore(Projection):
         owners = {partition_of(pk, self.partitions) for pks in shown.values() for pk in pks}
         return {
             partition: LogPosition(int(txid), position)
-            for partition, txid, position in Checkpoint.objects.filter(
-                projector=self.name, partition__in=owners
-            ).values_list("partition", "transaction_id", "position")
+            for partition, txid, position in _owners_checkpoints(name=self.name, owners=owners)
         }
 
     # Loading ---------------------------------------------------------------
@@ -240,24 +284,28 @@ class ProductStore(Projection):
         self._load_rows(product_ids, fanned_sellers)
 
     def _load_facts(self, product_ids: set[int], seller_ids: set[int]) -> None:
-        scope = {"projector": self.name, "partition": self.partition}
-        for fact in ProductFacts.objects.filter(**scope, product_id__any=product_ids):
-            self.facts[fact.product_id] = fact
-            self.shown[fact.product_id] = self._shown_as(fact.product_id)
-        for seller in SellerFacts.objects.filter(**scope, seller_id__any=seller_ids):
-            self.sellers[seller.seller_id] = seller
+        scope = {"name": self.name, "partition": self.partition}
+        if product_ids:
+            for fact in _product_facts(**scope, ids=product_ids):
+                self.facts[fact.product_id] = fact
+                self.shown[fact.product_id] = self._shown_as(fact.product_id)
+        if seller_ids:
+            for seller in _seller_facts(**scope, ids=seller_ids):
+                self.sellers[seller.seller_id] = seller
 
     def _owned_rows(self) -> Q:
         return Q(partition=self.partition)
 
     def _load_rows(self, product_ids: set[int], fanned_sellers: set[int]) -> None:
         owned = {pk for pk in product_ids if self.owns(pk) and pk not in self.rows}
-        rows = ProductReadModel.objects.filter(product_id__any=owned)
         if fanned_sellers:
-            rows = rows | ProductReadModel.objects.filter(
-                self._owned_rows(), seller_id__any=fanned_sellers
+            rows = list(
+                ProductReadModel.objects.filter(product_id__any=owned)
+                | ProductReadModel.objects.filter(self._owned_rows(), seller_id__any=fanned_sellers)
             )
-        elif not owned:
+        elif owned:
+            rows = _rows(ids=owned)
+        else:
             return
         for row in rows:
             self.rows.setdefault(row.product_id, row)
@@ -332,13 +380,11 @@ class ProductStore(Projection):
         """
         sources: set[int] = set()
         if self.fanned:
-            listing = RelatedLink.objects.filter(target_id__any=self.fanned)
-            sources = set(listing.values_list("source_id", flat=True))
+            sources = set(_listing_sources(ids=self.fanned))
         if self.shares_rows:
             self._lock_rows(sources)
         elif sources - set(self.rows):
-            listing_rows = ProductReadModel.objects.filter(pk__any=sources - set(self.rows))
-            self._take_lists(listing_rows.values_list(*LISTING_FIELDS))
+            self._take_lists(_listings(ids=sources - set(self.rows)))
         if not self.fanned:
             return
         entries = {product_id: self._related_entry(product_id) for product_id in self.fanned}
@@ -364,13 +410,7 @@ class ProductStore(Projection):
         wanted = self.dirty_rows | sources
         if not wanted:
             return
-        locked = (
-            ProductReadModel.objects.filter(pk__any=wanted)
-            .order_by("product_id")
-            .select_for_update()
-            .values_list(*LISTING_FIELDS)
-        )
-        self._take_lists(locked)
+        self._take_lists(_locked_listings(ids=wanted))
 
     def _take_lists(self, listed: Any) -> None:
         """Take the stored related lists and versions of rows, as
