@@ -265,6 +265,12 @@ PROJECTION_BATCH_SIZE = env.int("PROJECTION_BATCH_SIZE", default=2000)
 PROJECTION_MAX_ATTEMPTS = env.int("PROJECTION_MAX_ATTEMPTS", default=5)
 PROJECTION_RETRY_BASE_SECONDS = env.float("PROJECTION_RETRY_BASE_SECONDS", default=0.5)
 PROJECTION_LEASE_SECONDS = env.float("PROJECTION_LEASE_SECONDS", default=30.0)
+# A Celery worker runs one task per product partition and one for the
+# sellers' at once: with fewer slots, a partition's wake-up waits behind the
+# others' (a task keeps its slot while it lingers; README, "Running on
+# PostgreSQL, Redis and Celery"). The partition count at start: after a
+# resize, restart the workers or give them `-c N`.
+CELERY_WORKER_CONCURRENCY = PROJECTION_PARTITIONS + 1
 READ_MODEL_CURRENCY = env.str("READ_MODEL_CURRENCY", default="EUR")
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
 CONSISTENCY_WAIT_SECONDS = env.float("CONSISTENCY_WAIT_SECONDS", default=2.0)

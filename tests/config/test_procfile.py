@@ -106,6 +106,17 @@ def marked_processes(marker: str) -> list[int]:
     return found
 
 
+def worker_processes(marker: str) -> list[int]:
+    """The Celery worker's processes among them: its main process and its pool."""
+    found = []
+    for pid in marked_processes(marker):
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if any(part.endswith(b"celery") for part in command[:2]) and b"worker" in command:
+                found.append(pid)
+    return found
+
+
 @contextlib.contextmanager
 def cleaned_up(marker: str) -> Iterator[None]:
     """Whatever the test's end, nothing it started outlives it."""
@@ -200,6 +211,10 @@ def test_the_procfile_releases_serves_projects_and_stops_on_sigterm(broker, tmp_
                 port, product.pk, "27.50", **{"X-Consistency-Token": consistency_token}
             )
             assert processes.poll() is None, tail(log)
+            # The worker's pool: a child per partition (4 by default) and one
+            # for the sellers', beside the worker's main process.
+            assert "PROJECTION_PARTITIONS" not in environment
+            assert len(worker_processes(marker)) == 1 + 4 + 1, tail(log)
 
             processes.send_signal(signal.SIGTERM)
             processes.wait(SHUTDOWN_SECONDS)
