@@ -22,6 +22,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
+from django.db.transaction import TransactionManagementError
 
 # Stand-in values, within the range of the smallest integer columns (the
 # ORM finds no rows for a value out of its column's range, without a query).
@@ -39,6 +40,7 @@ class _Plan:
     model: type[Model] | None  # None: rows as tuples
     field_names: list[str]
     flat: bool
+    for_update: bool
 
 
 class CompiledQuery:
@@ -55,10 +57,17 @@ class CompiledQuery:
             _is_ids(value) and not value for value in values.values()
         ):
             return list(self.build(**values).using(self.using))
+        if any(value is None for value in values.values()):
+            raise TypeError("None does not compile (the ORM would write IS NULL)")
         key = (connection.vendor, connection.settings_dict["NAME"], tuple(sorted(values)))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._compile(values)
+        if plan.for_update and connection.get_autocommit():
+            # As the ORM refuses it: the rows' locks would end with the statement.
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
         params = [
             constant if name is None else _prepared(values[name]) for name, constant in plan.sources
         ]
@@ -108,10 +117,19 @@ class CompiledQuery:
                 queryset.model,
                 [column.target.attname for column in columns],
                 flat=False,
+                for_update=queryset.query.select_for_update,
             )
         if iterable not in (ValuesListIterable, FlatValuesListIterable):
             raise ValueError(f"{iterable.__name__} results do not compile")
-        return _Plan(sql, sources, converters, None, [], flat=iterable is FlatValuesListIterable)
+        return _Plan(
+            sql,
+            sources,
+            converters,
+            None,
+            [],
+            flat=iterable is FlatValuesListIterable,
+            for_update=queryset.query.select_for_update,
+        )
 
 
 def _is_ids(value: Any) -> bool:

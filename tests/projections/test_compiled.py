@@ -1,7 +1,8 @@
 import random
 
+import psycopg
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
@@ -11,8 +12,13 @@ from projections.compiled import CompiledQuery
 from projections.models import Checkpoint, ProductFacts, ProductReadModel
 from projections.registry import project_all
 from tests.projections.history import seed_catalog
+from tests.projections.processes import database_url
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+# Elsewhere a CompiledQuery is the ORM queryset itself.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, databases=["default", "read"]),
+]
 
 
 def _fields(instance):
@@ -91,7 +97,6 @@ def test_a_constant_of_the_query_stays_what_the_build_says(projected):
     assert owned_by_two(name="sellers") == []
 
 
-@pytest.mark.postgres
 def test_the_query_is_built_once_and_each_call_is_one_statement(projected):
     builds = []
 
@@ -107,7 +112,6 @@ def test_the_query_is_built_once_and_each_call_is_one_statement(projected):
     assert len(builds) == 2  # twice with stand-ins, then never again
 
 
-@pytest.mark.postgres
 def test_a_query_whose_shape_follows_its_values_is_refused(projected):
     """``__in`` spells each id as a parameter of its own: no one parameter
     can take a list of another length."""
@@ -117,3 +121,32 @@ def test_a_query_whose_shape_follows_its_values_is_refused(projected):
     unused = CompiledQuery(READ_DB, lambda ids, name: ProductReadModel.objects.filter(pk__any=ids))
     with pytest.raises(ValueError, match="name"):
         unused(ids=projected[:3], name="products")
+
+
+def test_rows_locked_for_update_stay_locked_until_the_transaction_ends(projected):
+    """As the ORM's ``select_for_update``: refused outside a transaction,
+    every call, not only the one that compiled the query."""
+    locked = CompiledQuery(
+        READ_DB,
+        lambda ids: (
+            ProductReadModel.objects.filter(pk__any=ids)
+            .order_by("product_id")
+            .select_for_update()
+            .values_list("product_id", flat=True)
+        ),
+    )
+    with transaction.atomic(using=READ_DB):
+        assert locked(ids=projected[:2]) == projected[:2]
+        with (
+            psycopg.connect(database_url(READ_DB), autocommit=True) as other,
+            pytest.raises(psycopg.errors.LockNotAvailable),
+        ):
+            other.execute(
+                "SELECT 1 FROM projections_productreadmodel WHERE product_id = %s"
+                " FOR UPDATE NOWAIT",
+                [projected[0]],
+            )
+    with pytest.raises(transaction.TransactionManagementError):
+        locked(ids=projected[:2])
+    with pytest.raises(TypeError):
+        CompiledQuery(READ_DB, lambda name: Checkpoint.objects.filter(projector=name))(name=None)
