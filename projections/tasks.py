@@ -26,9 +26,12 @@ tenth of a second longer.
 
 The other partitions get a ``pass_over`` task a moment later, under a flag
 of their own, so they pass over those commits a few times a second at most.
-It projects like any task, and clears the partition's pending flag as if it
-had come under it: a clearing too many costs at most an extra message,
-since every clearing is followed by one more read.
+It projects like any task but leaves the pending flag to the task that set
+it, and neither lingers nor reads once more: the partition's own commits
+are that task's to see, and a commit of others' after the pass-over cleared
+its flag sends another one. (Clearing the pending flag too, as it once
+did, let the next commit send a second task for a partition whose task
+lingered in another worker process, and both held a worker slot.)
 """
 
 import contextlib
@@ -131,8 +134,7 @@ def pass_over(name: str, partition: int) -> int:
     first), so the partition passes over them in one go, a few times a
     second at most."""
     _redis().delete(PASS_OVER_KEY.format(name=name, partition=partition))
-    result: int = project_partition(name, partition)
-    return result
+    return _project(name, partition, flagged=False)
 
 
 @shared_task(name="projections.tasks.sweep", ignore_result=True)
@@ -207,6 +209,13 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     another one (``Outcome.WAITING``) queues its next task with a delay that
     doubles with ``waited``, the waits in a row so far.
     """
+    return _project(name, partition, waited)
+
+
+def _project(name: str, partition: int, waited: int = 0, *, flagged: bool = True) -> int:
+    """``project_partition``'s work; ``flagged``: the task came under the
+    partition's pending flag (a ``pass_over`` did not: it lets go as soon as
+    a read reaches the log's end)."""
     projection = PROJECTIONS[name]
     pending = PENDING_KEY.format(name=name, partition=partition)
     claim = _claim(projection, partition)
@@ -215,7 +224,7 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
-    flagged = True  # the flag this task came under, or one set since
+    # flagged: the pending flag this task came under, or one set since
     countdown = 0.0
     started = time.monotonic()
     last_applied: float | None = None  # when a batch of this task last applied events
@@ -231,7 +240,7 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
             if flagged and _lingers(result, started, last_applied):
                 _pause()
                 continue
-            if result.outcome is Outcome.APPLIED:
+            if result.outcome is Outcome.APPLIED and (flagged or result.more):
                 if flagged and not result.more:
                     # That read reached the log's end as it was: clear the
                     # flag now, and the next read is the one more look (a
@@ -259,8 +268,9 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
                 flagged = True
     except BaseException:
         _release_for_good(projection, partition)
-        with contextlib.suppress(Exception):
-            _redis().delete(pending)  # let the next commit or sweep send a task
+        if flagged:
+            with contextlib.suppress(Exception):
+                _redis().delete(pending)  # let the next commit or sweep send a task
         raise
     _release_for_good(projection, partition)
     _redis().set(pending, 1, ex=PENDING_SECONDS)

@@ -252,6 +252,31 @@ def test_a_task_that_applied_nothing_of_its_own_does_not_linger(broker, monkeypa
     assert behind("products", other) == 0
 
 
+def test_a_pass_over_leaves_the_pending_flag_to_the_task_that_set_it(broker, monkeypatch):
+    """Partition 1's pending flag says a task for it is queued or running,
+    perhaps lingering in another worker process: a pass-over of partition 1
+    must not clear it (the next commit would send a second task, and both
+    would hold a worker slot). It passes over in one read: commits of others
+    after it cleared its own flag send another pass-over."""
+    product = a_product()
+    other = 1  # a_product's product is partition 0's
+    product_change_price(product_id=product.pk, price=Decimal("12.34"))
+    pending = tasks.PENDING_KEY.format(name="products", partition=other)
+    tasks._redis().set(pending, 1, ex=tasks.PENDING_SECONDS)
+    reads = []
+    real_run_batch = tasks.run_batch
+
+    def counted(*args, **kwargs):
+        reads.append(args[1])
+        return real_run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "run_batch", counted)
+    assert tasks.pass_over("products", other) == 0
+    assert tasks._redis().exists(pending)
+    assert reads == [other]
+    assert behind("products", other) == 0
+
+
 def test_a_partition_halted_then_retried_is_projected_by_the_next_task(
     broker, monkeypatch, settings
 ):
