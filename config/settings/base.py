@@ -268,8 +268,10 @@ PROJECTION_LEASE_SECONDS = env.float("PROJECTION_LEASE_SECONDS", default=30.0)
 # A Celery worker runs one task per product partition and one for the
 # sellers' at once: with fewer slots, a partition's wake-up waits behind the
 # others' (a task keeps its slot while it lingers; README, "Running on
-# PostgreSQL, Redis and Celery"). The partition count at start: after a
-# resize, restart the workers or give them `-c N`.
+# PostgreSQL, Redis and Celery"). From the setting, not the read database's
+# count: after a resize, set PROJECTION_PARTITIONS to the new count (or give
+# the workers `-c N`) and restart them. Each child keeps its own connections
+# to both databases between tasks.
 CELERY_WORKER_CONCURRENCY = PROJECTION_PARTITIONS + 1
 READ_MODEL_CURRENCY = env.str("READ_MODEL_CURRENCY", default="EUR")
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
