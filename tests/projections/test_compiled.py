@@ -10,6 +10,7 @@ from catalog.models import Product
 from eventstore.databases import READ_DB
 from projections.compiled import CompiledQuery
 from projections.models import Checkpoint, ProductFacts, ProductReadModel
+from projections.projectors.product_store import _locked_listings
 from projections.registry import project_all
 from tests.projections.history import seed_catalog
 from tests.projections.processes import database_url
@@ -125,18 +126,11 @@ def test_a_query_whose_shape_follows_its_values_is_refused(projected):
 
 def test_rows_locked_for_update_stay_locked_until_the_transaction_ends(projected):
     """As the ORM's ``select_for_update``: refused outside a transaction,
-    every call, not only the one that compiled the query."""
-    locked = CompiledQuery(
-        READ_DB,
-        lambda ids: (
-            ProductReadModel.objects.filter(pk__any=ids)
-            .order_by("product_id")
-            .select_for_update()
-            .values_list("product_id", flat=True)
-        ),
-    )
+    every call, not only the one that compiled the query. (The batch's own
+    query: the rows it will write, locked in product order.)"""
     with transaction.atomic(using=READ_DB):
-        assert locked(ids=projected[:2]) == projected[:2]
+        locked = _locked_listings(ids=projected[:2])
+        assert [product_id for product_id, _, _ in locked] == projected[:2]
         with (
             psycopg.connect(database_url(READ_DB), autocommit=True) as other,
             pytest.raises(psycopg.errors.LockNotAvailable),
@@ -147,6 +141,6 @@ def test_rows_locked_for_update_stay_locked_until_the_transaction_ends(projected
                 [projected[0]],
             )
     with pytest.raises(transaction.TransactionManagementError):
-        locked(ids=projected[:2])
+        _locked_listings(ids=projected[:2])
     with pytest.raises(TypeError):
         CompiledQuery(READ_DB, lambda name: Checkpoint.objects.filter(projector=name))(name=None)
