@@ -213,9 +213,10 @@ def project_partition(name: str, partition: int, waited: int = 0) -> int:
 
 
 def _project(name: str, partition: int, waited: int = 0, *, flagged: bool = True) -> int:
-    """``project_partition``'s work; ``flagged``: the task came under the
-    partition's pending flag (a ``pass_over`` did not: it lets go as soon as
-    a read reaches the log's end)."""
+    """``project_partition``'s work. ``flagged``: the task holds the
+    partition's pending flag, the one it came under or one set since (a
+    ``pass_over`` comes under none: it lets go as soon as a read reaches the
+    log's end)."""
     projection = PROJECTIONS[name]
     pending = PENDING_KEY.format(name=name, partition=partition)
     claim = _claim(projection, partition)
@@ -224,7 +225,6 @@ def _project(name: str, partition: int, waited: int = 0, *, flagged: bool = True
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     applied = 0
     size = settings.PROJECTION_BATCH_SIZE
-    # flagged: the pending flag this task came under, or one set since
     countdown = 0.0
     started = time.monotonic()
     last_applied: float | None = None  # when a batch of this task last applied events
