@@ -46,8 +46,10 @@ class EventWriterTooLate(RuntimeError):
     """A transaction wrote before it announced itself as an event writer."""
 
 
-# The check is read before the lock and the setting are taken.
-_ANNOUNCE_SQL = """
+# The check is read before the lock and the setting are taken. Its parameters
+# are ``ANNOUNCE_PARAMETERS``; a session outside Django announces with the same
+# statement, and must refuse to go on when it returns true (too late).
+ANNOUNCE_SQL = """
     WITH before AS MATERIALIZED (
         SELECT pg_current_xact_id_if_assigned() IS NOT NULL
                AND current_setting(%s, true) IS DISTINCT FROM 'on' AS too_late
@@ -55,6 +57,7 @@ _ANNOUNCE_SQL = """
     SELECT too_late, pg_advisory_xact_lock_shared(%s, %s), set_config(%s, 'on', true)
     FROM before
 """
+ANNOUNCE_PARAMETERS = (EVENT_WRITER_SETTING, *EVENT_WRITER_LOCK, EVENT_WRITER_SETTING)
 
 
 def announce_event_writer() -> None:
@@ -75,9 +78,7 @@ def announce_event_writer() -> None:
     if not connection.in_atomic_block:
         raise EventWriterTooLate("An event writer is announced inside its transaction.")
     with connection.cursor() as cursor:
-        cursor.execute(
-            _ANNOUNCE_SQL, [EVENT_WRITER_SETTING, *EVENT_WRITER_LOCK, EVENT_WRITER_SETTING]
-        )
+        cursor.execute(ANNOUNCE_SQL, ANNOUNCE_PARAMETERS)
         too_late = cursor.fetchone()[0]
     if too_late:
         raise EventWriterTooLate(

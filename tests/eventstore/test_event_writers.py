@@ -20,7 +20,12 @@ from catalog.models import Seller
 from eventstore import eventlog
 from eventstore.eventlog import LogPosition
 from eventstore.models import Event
-from eventstore.recording import EventWriterTooLate, command_transaction
+from eventstore.recording import (
+    ANNOUNCE_PARAMETERS,
+    ANNOUNCE_SQL,
+    EventWriterTooLate,
+    command_transaction,
+)
 from queries.health import lag_cache
 from tests.factories import ProductFactory
 from tests.projections.processes import database_url
@@ -215,3 +220,71 @@ def test_redaction_may_change_a_payload_and_nothing_else():
         event.transaction_id,
         event.occurred_at,
     )
+
+
+RACE_WRITERS = 4
+RACE_SECONDS = 6.0
+
+
+def _commit_events_until(stop: threading.Event, stream_id: int, failures: list) -> None:
+    """An announced writer, as ``command_transaction`` makes one, committing
+    one event per transaction as fast as it can, on a session of its own."""
+    try:
+        with psycopg.connect(database_url("default")) as writer:
+            while not stop.is_set():
+                too_late = writer.execute(ANNOUNCE_SQL, ANNOUNCE_PARAMETERS).fetchone()
+                assert too_late is not None
+                assert not too_late[0]
+                writer.execute(
+                    "INSERT INTO projections_event (stream_type, stream_id, event_type, version,"
+                    " payload) VALUES ('race', %s, 'Raced', 1, '{}')",
+                    [stream_id],
+                )
+                writer.commit()
+    except BaseException as error:
+        failures.append(error)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_misses_no_event_of_writers_that_commit_while_it_reads():
+    """Writers commit without pause while a reader goes along the log: every
+    event the log ends with was read once, in order. A writer that is
+    committing gives back its locks one after the other; a reader that saw
+    its id but not its writer's lock must not take it for a bystander (it
+    would pass it, and the events its snapshot did not show yet)."""
+    start = _reader_at_head() if Event.objects.exists() else eventlog.START
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    writers = [
+        threading.Thread(target=_commit_events_until, args=(stop, n, failures))
+        for n in range(RACE_WRITERS)
+    ]
+    for thread in writers:
+        thread.start()
+    seen: list[LogPosition] = []
+    position = start
+    try:
+        deadline = time.monotonic() + RACE_SECONDS
+        while time.monotonic() < deadline:
+            for event in eventlog.read_events(position, 500):
+                seen.append(event.log_position)
+                position = event.log_position
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join(WAIT_SECONDS)
+    while events := eventlog.read_events(position, 500):
+        seen += [event.log_position for event in events]
+        position = events[-1].log_position
+
+    assert not failures
+    logged = [
+        LogPosition(txid, position)
+        for txid, position in Event.objects.filter(stream_type="race")
+        .order_by("transaction_id", "position")
+        .values_list("transaction_id", "position")
+    ]
+    missed = sorted(set(logged) - set(seen))
+    assert len(logged) > 1000, "the writers hardly wrote"
+    assert missed == [], f"{len(missed)} of {len(logged)} events were passed unseen"
+    assert seen == logged
