@@ -16,7 +16,7 @@ computed in the statement that reads, in this order:
 1. the statement's snapshot gives the running transactions and the upper
    bound (``pg_current_snapshot()``, taken when the statement starts);
 2. then ``pg_locks`` gives the transactions running now that hold an id but
-   not the writers' lock;
+   not the writers' lock (matched by the backend's pid);
 3. then the commit log says which of those are still in progress: those are
    bystanders, which can never record an event (announcing after the first
    write is refused), so they do not hold the horizon;
@@ -26,13 +26,18 @@ computed in the statement that reads, in this order:
 A writer still running holds the horizon; one that finished between steps 1
 and 2 holds it too (it was running in the snapshot, so its events are not
 visible to this read; the next read passes it); one that announced but got its
-id after the snapshot has an id above the bound. Step 3 is there for a writer
-caught in the middle of its commit: PostgreSQL marks it committed in the
-commit log, then gives back its locks one after the other, so ``pg_locks``
-can show its id without its writer's lock for a moment; by then the commit
-log no longer says it is in progress, so it is no bystander and holds the
-horizon (without step 3, a busy log lost about one event in 5,000 that way:
+id after the snapshot has an id above the bound. A writer caught in the middle
+of its commit holds it as well. PostgreSQL ends the transaction in its process
+array (clearing the backend's virtual transaction id) before it gives back
+the locks, and ``pg_locks`` reads that virtual id afresh for each row, so one
+look could show the writer's id under one virtual transaction and its
+writer's lock under another: matched by virtual transaction, it was taken
+for a bystander and passed while the reader's snapshot did not show its
+events yet (a busy log lost about one event in 5,000 that way:
 ``test_a_reader_misses_no_event_of_writers_that_commit_while_it_reads``).
+Locks are matched by pid, which a commit does not change, and step 3 holds
+on its own: by the time a commit clears the virtual id, the commit log no
+longer says the transaction is in progress.
 Everything below the horizon that the snapshot does not show as running has
 committed or rolled back, so nothing can appear behind the checkpoint later.
 A long transaction that never announced (a batch job, a session idle in
@@ -106,24 +111,26 @@ _COLUMNS = "position, {txid}, stream_type, stream_id, event_type, version, paylo
 # The oldest transaction of the statement's snapshot that is not known to be
 # unable to write events (see the module docstring); the snapshot's upper
 # bound when there is none. ``pg_locks`` is read once (a materialized CTE) so
-# a transaction's id and its writer's lock come from the same look; each
-# running transaction's status is read after it (``running`` is materialized
-# from it, and the status is asked of its rows).
+# a transaction's id and its writer's lock come from the same look, matched by
+# the backend's pid (its virtual transaction id is read live for each row, and
+# a commit clears it before the locks go); each running transaction's status
+# is read after that look (``running`` is materialized from it, and the status
+# is asked of its rows). A prepared transaction's locks have no pid: it then
+# holds the horizon, whatever it holds.
 _LOCK_KEYS = {"classid": EVENT_WRITER_LOCK[0], "objid": EVENT_WRITER_LOCK[1]}
 HORIZON = """(
     WITH locks AS MATERIALIZED (
-        SELECT locktype, database, classid, objid, objsubid, transactionid,
-               virtualtransaction, mode, granted
+        SELECT locktype, database, classid, objid, objsubid, transactionid, pid, mode, granted
         FROM pg_locks
     ), writers AS (
-        SELECT virtualtransaction FROM locks
+        SELECT pid FROM locks
         WHERE locktype = 'advisory' AND granted AND objsubid = 2
           AND classid = {classid} AND objid = {objid}
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
     ), unannounced AS (
         SELECT transactionid::text::bigint AS xid FROM locks
         WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted
-          AND virtualtransaction NOT IN (SELECT virtualtransaction FROM writers)
+          AND pid NOT IN (SELECT pid FROM writers)
     ), running AS MATERIALIZED (
         SELECT running,
                mod(running::text::bigint, 4294967296) IN (SELECT xid FROM unannounced)
@@ -132,7 +139,7 @@ HORIZON = """(
     )
     SELECT coalesce(min(running), pg_snapshot_xmax(pg_current_snapshot()))
     FROM running
-    WHERE NOT unannounced OR pg_xact_status(running) <> 'in progress'
+    WHERE NOT unannounced OR pg_xact_status(running) IS DISTINCT FROM 'in progress'
 )""".format(**_LOCK_KEYS)  # noqa: S608 (two integer constants)
 
 # Constant SQL: the only interpolation is the model's own table name. It orders

@@ -46,16 +46,20 @@ class EventWriterTooLate(RuntimeError):
     """A transaction wrote before it announced itself as an event writer."""
 
 
-# The check is read before the lock and the setting are taken. Its parameters
-# are ``ANNOUNCE_PARAMETERS``; a session outside Django announces with the same
-# statement, and must refuse to go on when it returns true (too late).
+# The check is read before the lock and the setting are taken, and a
+# transaction too late gets neither: were the refusal caught and the
+# transaction gone on, the event table's trigger still refuses its events.
+# Its parameters are ``ANNOUNCE_PARAMETERS``; a session outside Django
+# announces with the same statement, and must not go on when it returns true.
 ANNOUNCE_SQL = """
     WITH before AS MATERIALIZED (
         SELECT pg_current_xact_id_if_assigned() IS NOT NULL
                AND current_setting(%s, true) IS DISTINCT FROM 'on' AS too_late
+    ), announced AS MATERIALIZED (
+        SELECT pg_advisory_xact_lock_shared(%s, %s), set_config(%s, 'on', true)
+        FROM before WHERE NOT too_late
     )
-    SELECT too_late, pg_advisory_xact_lock_shared(%s, %s), set_config(%s, 'on', true)
-    FROM before
+    SELECT too_late, (SELECT count(*) FROM announced) FROM before
 """
 ANNOUNCE_PARAMETERS = (EVENT_WRITER_SETTING, *EVENT_WRITER_LOCK, EVENT_WRITER_SETTING)
 

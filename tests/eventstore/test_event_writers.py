@@ -18,12 +18,13 @@ from django.test import Client
 from catalog import services
 from catalog.models import Seller
 from eventstore import eventlog
-from eventstore.eventlog import LogPosition
+from eventstore.eventlog import EVENT_WRITER_LOCK, LogPosition
 from eventstore.models import Event
 from eventstore.recording import (
     ANNOUNCE_PARAMETERS,
     ANNOUNCE_SQL,
     EventWriterTooLate,
+    announce_event_writer,
     command_transaction,
 )
 from queries.health import lag_cache
@@ -176,6 +177,38 @@ def test_the_event_table_refuses_an_event_from_a_transaction_that_never_announce
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_transaction_refused_as_too_late_holds_no_writer_lock_and_records_nothing():
+    """Had a caller caught the refusal and gone on, the transaction would have
+    held the writers' lock and the setting the trigger checks, after a reader
+    took it for a bystander (it had an id without the lock): its event would
+    be behind that reader. It gets neither (fails without the fix)."""
+    before = last_position()
+
+    with transaction.atomic():
+        Group.objects.create(name="written before the announcement")
+        with pytest.raises(EventWriterTooLate):
+            announce_event_writer()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()"
+                " AND locktype = 'advisory' AND classid = %s AND objid = %s",
+                list(EVENT_WRITER_LOCK),
+            )
+            held = cursor.fetchone()[0]
+        with (
+            pytest.raises(DatabaseError, match="announced as an event writer"),
+            transaction.atomic(),
+        ):
+            Event.objects.create(
+                stream_type="seller", stream_id=1, event_type="X", version=1, payload={}
+            )
+        transaction.set_rollback(True)
+
+    assert held == 0
+    assert last_position() == before
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "change",
     [
@@ -252,7 +285,7 @@ def test_a_reader_misses_no_event_of_writers_that_commit_while_it_reads():
     committing gives back its locks one after the other; a reader that saw
     its id but not its writer's lock must not take it for a bystander (it
     would pass it, and the events its snapshot did not show yet)."""
-    start = _reader_at_head() if Event.objects.exists() else eventlog.START
+    start = eventlog.head()
     stop = threading.Event()
     failures: list[BaseException] = []
     writers = [
@@ -267,14 +300,15 @@ def test_a_reader_misses_no_event_of_writers_that_commit_while_it_reads():
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
             for event in eventlog.read_events(position, 500):
-                seen.append(event.log_position)
+                if event.stream_type == "race":
+                    seen.append(event.log_position)
                 position = event.log_position
     finally:
         stop.set()
         for thread in writers:
             thread.join(WAIT_SECONDS)
     while events := eventlog.read_events(position, 500):
-        seen += [event.log_position for event in events]
+        seen += [event.log_position for event in events if event.stream_type == "race"]
         position = events[-1].log_position
 
     assert not failures
@@ -285,6 +319,6 @@ def test_a_reader_misses_no_event_of_writers_that_commit_while_it_reads():
         .values_list("transaction_id", "position")
     ]
     missed = sorted(set(logged) - set(seen))
-    assert len(logged) > 1000, "the writers hardly wrote"
+    assert len(logged) > 200, "the writers hardly wrote"
     assert missed == [], f"{len(missed)} of {len(logged)} events were passed unseen"
     assert seen == logged
