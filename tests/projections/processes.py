@@ -193,7 +193,8 @@ def start_gunicorn(
     env: dict[str, str], port: int, log: Path, *, workers: int = 2, options: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
     """The site under gunicorn on 127.0.0.1 only; returns once it answers.
-    ``options`` are more of gunicorn's command-line options."""
+    ``options`` are more of gunicorn's command-line options. It leads a
+    process group of its own, so ``kill`` takes its workers with it."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -216,6 +217,7 @@ def start_gunicorn(
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -242,9 +244,35 @@ def batches_running() -> int:
 
 
 def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process and wait for it to end; then SIGKILL what
+    it leaves of a process group it leads (gunicorn's workers, orphaned by a
+    SIGKILL of their master, went on serving and holding connections to the
+    test databases into the tests after)."""
     if process.poll() is None:
         process.send_signal(sig)
     process.wait(30)
+    # A process that leads no group: there is no group by its number.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def group_members(group: int) -> list[int]:
+    """The live processes of a process group (zombies left out: they hold
+    nothing, and this machine's init may be slow to reap them)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(entry))
+    return members
 
 
 @contextlib.contextmanager
