@@ -115,8 +115,9 @@ _COLUMNS = "position, {txid}, stream_type, stream_id, event_type, version, paylo
 # the backend's pid (its virtual transaction id is read live for each row, and
 # a commit clears it before the locks go); each running transaction's status
 # is read after that look (``running`` is materialized from it, and the status
-# is asked of its rows). A prepared transaction's locks have no pid: it then
-# holds the horizon, whatever it holds.
+# is asked of its rows). A prepared transaction's locks have no pid: one that
+# holds the writers' lock puts a NULL among the writers, and then every
+# running transaction holds the horizon (the safe side).
 _LOCK_KEYS = {"classid": EVENT_WRITER_LOCK[0], "objid": EVENT_WRITER_LOCK[1]}
 HORIZON = """(
     WITH locks AS MATERIALIZED (
