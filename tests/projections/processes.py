@@ -259,10 +259,10 @@ def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         time.sleep(0.02)
 
 
-def group_members(group: int) -> list[int]:
-    """The live processes of a process group (zombies left out: they hold
-    nothing, and this machine's init may be slow to reap them)."""
-    members = []
+def process_table() -> list[tuple[int, str, int, int]]:
+    """Every process as ``(pid, state, parent pid, process group)``, from
+    ``/proc`` (state "Z": a zombie, ended and not yet reaped)."""
+    table = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -270,9 +270,14 @@ def group_members(group: int) -> list[int]:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # ended meanwhile
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(int(entry))
-    return members
+        table.append((int(entry), fields[0], int(fields[1]), int(fields[2])))
+    return table
+
+
+def group_members(group: int) -> list[int]:
+    """The live processes of a process group (zombies left out: they hold
+    nothing, and this machine's init may be slow to reap them)."""
+    return [pid for pid, state, _, pgrp in process_table() if pgrp == group and state != "Z"]
 
 
 @contextlib.contextmanager

@@ -1,32 +1,23 @@
 """The tests' own process helpers leave nothing running behind a test."""
 
-import os
 import time
-from pathlib import Path
 
-from tests.projections.processes import free_port, kill, process_env, start_gunicorn
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+from tests.projections.processes import (
+    free_port,
+    kill,
+    process_env,
+    process_table,
+    start_gunicorn,
+)
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its parent to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+def _children(parent: int) -> list[int]:
+    return [pid for pid, _, ppid, _ in process_table() if ppid == parent]
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those alive and not zombies waiting for a parent to reap them."""
+    return [pid for pid, state, _, _ in process_table() if pid in pids and state != "Z"]
 
 
 def test_killing_gunicorn_takes_its_workers_with_it(tmp_path):
@@ -39,4 +30,4 @@ def test_killing_gunicorn_takes_its_workers_with_it(tmp_path):
         kill(server)
 
     assert len(workers) == 2
-    assert [pid for pid in workers if _running(pid)] == []
+    assert _running(workers) == []
