@@ -290,13 +290,19 @@ def running(*processes: subprocess.Popen[bytes]) -> Iterator[None]:
 
 
 def caught_up() -> bool:
-    head = eventlog.head()
+    return passed(eventlog.head())
+
+
+def passed(position: eventlog.LogPosition) -> bool:
+    """Whether every partition of every projector has a checkpoint, at or
+    past ``position`` (before a projector has made its checkpoints, none is
+    past anything)."""
     expected = sum(projection.partition_count() for projection in PROJECTIONS.values())
     checkpoints = list(Checkpoint.objects.all())
     if len(checkpoints) < expected:
         return False
     return all(
-        eventlog.LogPosition(checkpoint.transaction_id, checkpoint.position) >= head
+        eventlog.LogPosition(checkpoint.transaction_id, checkpoint.position) >= position
         for checkpoint in checkpoints
     )
 
@@ -315,9 +321,6 @@ def wait_until_passed(position: eventlog.LogPosition, timeout: float, why: str) 
     (while commands go on, the head keeps moving: ``wait_until_caught_up``
     would wait for a writer to stop)."""
     deadline = time.monotonic() + timeout
-    while not all(
-        eventlog.LogPosition(checkpoint.transaction_id, checkpoint.position) >= position
-        for checkpoint in Checkpoint.objects.all()
-    ):
+    while not passed(position):
         assert time.monotonic() < deadline, why
         time.sleep(0.1)

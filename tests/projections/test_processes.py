@@ -2,9 +2,15 @@
 
 import time
 
+import pytest
+
+from eventstore.eventlog import START
+from projections.engine import ensure_checkpoints
+from projections.registry import PROJECTIONS
 from tests.projections.processes import (
     free_port,
     kill,
+    passed,
     process_env,
     process_table,
     start_gunicorn,
@@ -31,3 +37,16 @@ def test_killing_gunicorn_takes_its_workers_with_it(tmp_path):
 
     assert len(workers) == 2
     assert _running(workers) == []
+
+
+@pytest.mark.django_db(databases=["default", "read"])
+def test_projectors_that_have_not_made_their_checkpoints_have_passed_nothing(settings):
+    """``wait_until_passed`` once returned at once when no checkpoint existed
+    yet (every one of none had passed), before the processes under test had
+    projected anything."""
+    settings.PROJECTION_PARTITIONS = 2
+    assert not passed(START)
+    ensure_checkpoints(PROJECTIONS["sellers"])
+    assert not passed(START)  # the products' are missing
+    ensure_checkpoints(PROJECTIONS["products"])
+    assert passed(START)
