@@ -87,6 +87,10 @@ START = LogPosition()
 # names the keys of its events (at most ``MAX_TOKEN_KEYS``), so a reader
 # waits only for the partitions that own them.
 PARTITION_KEY = "product_id"
+# Events that make their product's row show other products name those under
+# this key; the row is written from what those products' owners know, so a
+# token names them too, and a reader waits for their owners as well.
+SHOWN_KEYS = "related_ids"
 MAX_TOKEN_KEYS = 4
 
 

@@ -27,6 +27,7 @@ from eventstore.eventlog import (
     EVENT_WRITER_SETTING,
     MAX_TOKEN_KEYS,
     PARTITION_KEY,
+    SHOWN_KEYS,
     LogPosition,
 )
 from eventstore.events import DomainEvent, domain_event
@@ -165,10 +166,11 @@ def notified_key(payload: str) -> int | None:
 
 class Captured(list[LogPosition]):
     """The log positions of the events recorded in a block, and the keys
-    (``PARTITION_KEY``) they named: the products whose partitions must pass
-    the last position before a reader sees them all. ``keys`` is None once an
-    event named none (it may concern any partition), or more than
-    ``MAX_TOKEN_KEYS`` were named."""
+    (``PARTITION_KEY``, and ``SHOWN_KEYS``: products a row is made to show)
+    they named: the products whose partitions must pass the last position
+    before a reader sees them all. ``keys`` is None once an event named none
+    (it may concern any partition), or more than ``MAX_TOKEN_KEYS`` were
+    named."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -180,7 +182,13 @@ class Captured(list[LogPosition]):
 
     def note(self, position: LogPosition, payload: dict[str, Any]) -> None:
         self.append(position)
-        key = payload.get(PARTITION_KEY)
+        shown = payload.get(SHOWN_KEYS, [])
+        if not isinstance(shown, list | tuple):
+            shown = [None]  # not a list of keys: name none
+        for key in [payload.get(PARTITION_KEY), *shown]:
+            self._name(key)
+
+    def _name(self, key: Any) -> None:
         if self.keys is None:
             return
         if type(key) is not int or key < 0:  # a token's keys are digits

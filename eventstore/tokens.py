@@ -6,11 +6,12 @@ a query that sends it back can wait for exactly that position, and a token no
 command of this server issued is recognised as such.
 
 The token also names the keys its events named (``PARTITION_KEY``: the
-products they are about), when there are a few: a partitioned projector has
-shown the write once the partitions owning those keys have passed the
-position (an owner writes every row that shows its product, in its own
-batch). A token without keys waits for every partition. The signed value is
-``<transaction id>-<position>`` followed by ``-<key>`` for each key.
+products they are about; ``SHOWN_KEYS``: those a row is made to show), when
+there are a few: a partitioned projector has shown the write once the
+partitions owning those keys have passed the position (an owner writes every
+row that shows its product, in its own batch). A token without keys waits
+for every partition. The signed value is ``<transaction id>-<position>``
+followed by ``-<key>`` for each key.
 """
 
 import dataclasses

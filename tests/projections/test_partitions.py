@@ -17,11 +17,14 @@ from eventstore import eventlog
 from eventstore.eventlog import KeyedSlice
 from eventstore.listen import connection_params
 from eventstore.models import Event
+from eventstore.tokens import read_token
+from kernel.http import run_command
 from projections.engine import Outcome, catch_up, ensure_checkpoints, run_batch
 from projections.engine.checkpoints import lock_key
 from projections.models import Checkpoint, ProductFacts, ProductReadModel
 from projections.projectors.products import ProductProjection, partition_of
 from projections.registry import PROJECTIONS, project_all
+from queries import consistency
 from tests.projections.history import assert_exact, make_users, random_command, seed_catalog
 
 both_databases = pytest.mark.django_db(transaction=True, databases=["default", "read"])
@@ -84,6 +87,38 @@ def test_a_list_waits_for_the_owner_of_a_product_it_shows(settings):
     catch_up(PROJECTIONS["sellers"], 0)
     shown = ProductReadModel.objects.get(pk=first.pk).related_products
     assert [(entry["id"], entry["name"]) for entry in shown] == [(second.pk, "Second")]
+    assert_exact()
+
+
+@both_databases
+def test_a_lists_token_waits_for_the_owners_of_the_products_it_shows(settings):
+    """A list is written from what the shown products' owners know when its
+    partition applies it. Its command's token named only the listing
+    product, so it passed on that partition alone while the row showed a
+    price the log had already changed."""
+    settings.PROJECTION_PARTITIONS = 2
+    rng = random.Random(8)
+    seed_catalog(rng, products=6)
+    first, other = _products_on_two_partitions(2)
+    project_all()
+    catalog.product_change_price(product_id=other.pk, price=Decimal("7.77"))
+    _, raw = run_command(
+        lambda: catalog.product_set_recommendations(product_id=first.pk, related_ids=[other.pk])
+    )
+    token = read_token(raw)[0]
+    products = PROJECTIONS["products"]
+
+    catch_up(products, partition_of(first.pk, 2))  # the owner of the other is behind
+    entry = ProductReadModel.objects.get(pk=first.pk).related_products[0]
+    assert entry["id"] == other.pk
+    assert entry["price"] != "7.77"
+    assert not consistency.is_applied(token.position, keys=token.keys)
+
+    catch_up(products, partition_of(other.pk, 2))
+    entry = ProductReadModel.objects.get(pk=first.pk).related_products[0]
+    assert entry["price"] == "7.77"
+    assert consistency.is_applied(token.position, keys=token.keys)
+    project_all()
     assert_exact()
 
 
