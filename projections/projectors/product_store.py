@@ -17,7 +17,10 @@ in two places, both under row locks that order them:
 
 Every batch locks the facts it will read or write in one statement, in
 product order, before anything else (``hold``), and the rows it will write in
-another, in product order, before writing them (``_lock_rows``). So an owner
+another, in product order, before writing them (``_lock_rows``), as late as
+it can: after its facts and reviews are written, since another partition
+whose batch shows or lists one of its products waits for those rows until
+this batch commits. So an owner
 changing an entry and a partition listing the product take the entry's lock
 one after the other: the later one sees the earlier one's commit (the new
 facts, or the new link to rewrite), and no two batches wait for each other in
@@ -440,10 +443,10 @@ class ProductStore(Projection):
 
     def flush(self) -> None:
         self._flush_links()
-        self._flush_fan_out()
         self._flush_facts()
         self._flush_reviews()
         self._refill_recent()
+        self._flush_fan_out()  # locks the rows: the others wait from here to commit
         now = timezone.now()
         rows = [self.rows[pk] for pk in sorted(self.dirty_rows)]
         for row in rows:
