@@ -86,6 +86,7 @@ def stop(*processes: subprocess.Popen[bytes]) -> None:
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
+            print(f"{process.args!r} did not stop within 30 s; killing it.", flush=True)
             process.kill()
             process.wait()
 

@@ -44,6 +44,13 @@ def processes_of(var_dir: Path) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "(gone)"
+
+
 @pytest.mark.parametrize("how", ["SIGTERM to make", "Ctrl-C"])
 def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
     port = free_port()
@@ -53,12 +60,13 @@ def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
         if name not in ("DATABASE_URL", "READ_DATABASE_URL", "CELERY_BROKER_URL")
     }
     env["STOREFRONT_VAR_DIR"] = str(tmp_path)
+    log = tmp_path / "make-run.log"
     make = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"PORT={port}", "RUN_ARGS=--no-demo"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/healthz"
@@ -74,7 +82,12 @@ def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
             os.killpg(make.pid, signal.SIGINT)
         else:
             make.send_signal(signal.SIGTERM)
-        make.wait(60)
+        try:
+            make.wait(60)
+        except subprocess.TimeoutExpired:
+            alive = {pid: command_line(pid) for pid in processes_of(tmp_path)}
+            raise AssertionError(f"still running: {alive}\n{log.read_text()[-3000:]}") from None
+        assert "did not stop within" not in log.read_text(), log.read_text()[-3000:]
 
         deadline = time.monotonic() + 30
         while processes_of(tmp_path) and time.monotonic() < deadline:
