@@ -27,6 +27,10 @@ def main() -> None:
     # SIGTERM (from `kill`, or from make, which passes it on to this process)
     # stops whatever runs as Ctrl-C does: a step's child, or both servers.
     signal.signal(signal.SIGTERM, stop_on_signal)
+    # Ctrl-C too, even when this started with SIGINT ignored (a background
+    # job of a non-interactive shell: Python then leaves it ignored, and the
+    # web server started here would inherit that and ignore it as well).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
     # One metrics folder for the server and the projector loop, emptied here

@@ -88,8 +88,9 @@ def test_a_dead_owners_partitions_are_taken_over_without_anyone_stepping_in(tmp_
             taken_over += len(theirs)
             successor = start_run_projectors(env, logs)
             loops[str(successor.pid)] = successor
-        # A new process takes its share within seconds: the others let go of
-        # what is beyond theirs at their next rebalance (every second).
+        # A new process takes its share within seconds of starting: the others
+        # let go of what is beyond theirs at their next rebalance (every second).
+        wait_for_log(logs, f":{successor.pid}. Ctrl-C stops.")
         deadline = time.monotonic() + 10
         while str(successor.pid) not in owners().values():
             assert time.monotonic() < deadline, f"{successor.pid} took nothing: {owners()}"

@@ -98,16 +98,18 @@ class OwnWrites(threading.Thread):
         return token
 
     def _check(self, token: Token, price: Decimal) -> None:
+        # The rows first, then the changes: one a writer makes in between is
+        # in the list, whether the rows show it yet or not.
+        shown = ProductReadModel.objects.get(pk=self.product_id).price
+        listing = ProductReadModel.objects.get(pk=self.lister_id).related_products
         changes = Event.objects.filter(stream_id=self.product_id, event_type="PriceChanged")
         since = [
             Decimal(event.payload["price"])
             for event in changes
             if LogPosition(event.transaction_id, event.position) >= token.position
         ]
-        shown = ProductReadModel.objects.get(pk=self.product_id).price
         assert shown in since, f"read {shown} after writing {price}"
         self.checked += 1
-        listing = ProductReadModel.objects.get(pk=self.lister_id).related_products
         for entry in listing:  # a writer may have set another list meanwhile
             if entry["id"] == self.product_id:
                 assert Decimal(entry["price"]) in since, f"listed at {entry} after {price}"

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,21 @@ def command_line(pid: int) -> str:
         return "(gone)"
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to make", "Ctrl-C"])
+def starting_with_sigint(disposition: signal.Handlers) -> Callable[[], None]:
+    """For ``preexec_fn``: what SIGINT does in make's process, whatever this
+    one inherited (a background job of a non-interactive shell starts with it
+    ignored, and its children inherit that)."""
+
+    def set_it() -> None:
+        signal.signal(signal.SIGINT, disposition)
+
+    return set_it
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to make", "Ctrl-C", "Ctrl-C, started with it ignored"])
 def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
+    """The last case failed before run_local took SIGINT back: with it
+    ignored from the start, neither run_local nor the web server heard it."""
     port = free_port()
     env = {
         name: value
@@ -61,14 +75,18 @@ def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
     }
     env["STOREFRONT_VAR_DIR"] = str(tmp_path)
     log = tmp_path / "make-run.log"
-    make = subprocess.Popen(
-        ["make", "--no-print-directory", "run", f"PORT={port}", "RUN_ARGS=--no-demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log.open("wb") as output:
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PORT={port}", "RUN_ARGS=--no-demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=starting_with_sigint(
+                signal.SIG_IGN if how.endswith("ignored") else signal.SIG_DFL
+            ),
+        )
     url = f"http://127.0.0.1:{port}/healthz"
     try:
         deadline = time.monotonic() + 120
@@ -78,7 +96,7 @@ def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
             time.sleep(0.3)
         assert len(processes_of(tmp_path)) >= 3  # make, run_local, runserver, run_projectors
 
-        if how == "Ctrl-C":
+        if how.startswith("Ctrl-C"):
             os.killpg(make.pid, signal.SIGINT)
         else:
             make.send_signal(signal.SIGTERM)
