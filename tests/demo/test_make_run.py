@@ -8,7 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -52,17 +52,6 @@ def command_line(pid: int) -> str:
         return "(gone)"
 
 
-def starting_with_sigint(disposition: signal.Handlers) -> Callable[[], None]:
-    """For ``preexec_fn``: what SIGINT does in make's process, whatever this
-    one inherited (a background job of a non-interactive shell starts with it
-    ignored, and its children inherit that)."""
-
-    def set_it() -> None:
-        signal.signal(signal.SIGINT, disposition)
-
-    return set_it
-
-
 @pytest.mark.parametrize("how", ["SIGTERM to make", "Ctrl-C", "Ctrl-C, started with it ignored"])
 def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
     """The last case failed before run_local took SIGINT back: with it
@@ -83,8 +72,13 @@ def test_make_run_stops_the_server_and_the_projector_loop(tmp_path, how):
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=starting_with_sigint(
-                signal.SIG_IGN if how.endswith("ignored") else signal.SIG_DFL
+            # What SIGINT does in make's process, whatever this one inherited
+            # (a background job of a non-interactive shell starts with it
+            # ignored, and its children inherit that).
+            preexec_fn=partial(
+                signal.signal,
+                signal.SIGINT,
+                signal.SIG_IGN if how.endswith("ignored") else signal.SIG_DFL,
             ),
         )
     url = f"http://127.0.0.1:{port}/healthz"
